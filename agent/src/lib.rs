@@ -1,0 +1,1 @@
+//! The rack agent: everything ironrack does on a rack's own networks.

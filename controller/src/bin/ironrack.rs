@@ -1,0 +1,2 @@
+//! `ironrack`: the operator CLI.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The ironrack controller: the action API, its store, auth and (later) the agent hub.

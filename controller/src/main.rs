@@ -1,0 +1,2 @@
+//! `ironrack-controller`: the central controller binary.
+fn main() {}
