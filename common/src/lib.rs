@@ -7,7 +7,9 @@ pub mod ids;
 pub mod lifecycle;
 pub mod machine;
 pub mod params;
+pub mod secret;
 pub mod signature;
 pub mod tenancy;
 
 pub use error::{ApiError, RetCode};
+pub use secret::Secret;

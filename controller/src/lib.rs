@@ -1,1 +1,4 @@
 //! The ironrack controller: the action API, its store, auth and (later) the agent hub.
+
+pub mod seal;
+pub mod store;
