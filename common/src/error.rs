@@ -51,6 +51,9 @@ pub enum ApiError {
     MissingAction,
     #[error("Action [{0}] not found")]
     UnknownAction(String),
+    /// An action of the API that this version does not serve yet.
+    #[error("Action [{0}] is part of the API but not available in this version")]
+    NotAvailableYet(String),
     #[error("Missing Signature")]
     MissingSignature,
     #[error("Signature VerifyAC Error")]
@@ -81,8 +84,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     InUse(String),
-    #[error("{0}")]
-    PartialFailure(String),
+    /// A batch where some items failed: each with its id, RetCode and reason.
+    #[error("{summary}")]
+    PartialFailure {
+        summary: String,
+        failed: Vec<(String, u32, String)>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -91,7 +98,7 @@ impl ApiError {
     pub fn ret_code(&self) -> RetCode {
         match self {
             ApiError::MissingAction => RetCode::MISSING_ACTION,
-            ApiError::UnknownAction(_) => RetCode::UNKNOWN_ACTION,
+            ApiError::UnknownAction(_) | ApiError::NotAvailableYet(_) => RetCode::UNKNOWN_ACTION,
             ApiError::MissingSignature => RetCode::MISSING_SIGNATURE,
             ApiError::BadSignature => RetCode::BAD_SIGNATURE,
             ApiError::UnknownPublicKey(_) => RetCode::UNKNOWN_PUBLIC_KEY,
@@ -104,7 +111,7 @@ impl ApiError {
             ApiError::StateConflict { .. } => RetCode::STATE_CONFLICT,
             ApiError::Forbidden(_) => RetCode::FORBIDDEN,
             ApiError::InUse(_) => RetCode::IN_USE,
-            ApiError::PartialFailure(_) => RetCode::PARTIAL_FAILURE,
+            ApiError::PartialFailure { .. } => RetCode::PARTIAL_FAILURE,
             ApiError::Internal(_) => RetCode::INTERNAL,
         }
     }

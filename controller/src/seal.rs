@@ -60,8 +60,7 @@ impl Sealer {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = vec![0u8; KEY_LEN];
-                rng.fill(&mut key)
-                    .expect("the system random source failed");
+                rng.fill(&mut key).expect("the system random source failed");
                 write_private_file(path, &key).map_err(key_err)?;
                 key
             }
@@ -165,10 +164,16 @@ mod tests {
         assert_eq!(mode, 0o600);
         let sealed = s.seal_str("pm/a/ipmi-password", "hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(s.open_str("pm/a/ipmi-password", &sealed).unwrap(), "hunter2");
+        assert_eq!(
+            s.open_str("pm/a/ipmi-password", &sealed).unwrap(),
+            "hunter2"
+        );
         assert!(s.open_str("pm/b/ipmi-password", &sealed).is_err());
         let again = Sealer::open_or_create(&path).unwrap();
-        assert_eq!(again.open_str("pm/a/ipmi-password", &sealed).unwrap(), "hunter2");
+        assert_eq!(
+            again.open_str("pm/a/ipmi-password", &sealed).unwrap(),
+            "hunter2"
+        );
         let mut damaged = sealed.clone();
         *damaged.last_mut().unwrap() ^= 1;
         assert!(s.open("pm/a/ipmi-password", &damaged).is_err());

@@ -312,7 +312,11 @@ mod tests {
     fn filters_sort_and_page() {
         let mut idx = MachineIndex::default();
         for i in 0..10 {
-            let st = if i % 2 == 0 { Status::Available } else { Status::Registered };
+            let st = if i % 2 == 0 {
+                Status::Available
+            } else {
+                Status::Registered
+            };
             idx.insert(machine("r1", st, &format!("node-{i}"), i));
         }
         idx.insert(machine("r2", Status::Available, "node-x", 100));

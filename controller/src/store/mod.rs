@@ -271,6 +271,8 @@ pub type Check<'a, T> = &'a mut dyn FnMut(&mut T) -> Result<(), ApiError>;
 
 /// The store interface. Every method that writes is durable on return.
 pub trait Store: Send + Sync + 'static {
+    /// The concrete backend, for backend-specific tools (bulk loading).
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Adds a machine. Refused when its BMC address is already registered
     /// in the same region.
     fn insert_machine(&self, m: MachineRecord) -> Result<Arc<MachineRecord>, StoreError>;

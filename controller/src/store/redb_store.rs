@@ -64,25 +64,34 @@ impl RedbStore {
         let db = Database::create(path).map_err(storage("opening the database file"))?;
         let wtx = db.begin_write().map_err(storage("creating tables"))?;
         {
-            wtx.open_table(MACHINES).map_err(storage("creating tables"))?;
-            wtx.open_table(TENANTS).map_err(storage("creating tables"))?;
+            wtx.open_table(MACHINES)
+                .map_err(storage("creating tables"))?;
+            wtx.open_table(TENANTS)
+                .map_err(storage("creating tables"))?;
             wtx.open_table(KEYS).map_err(storage("creating tables"))?;
-            wtx.open_table(SETTINGS).map_err(storage("creating tables"))?;
+            wtx.open_table(SETTINGS)
+                .map_err(storage("creating tables"))?;
         }
         wtx.commit().map_err(storage("creating tables"))?;
 
         let mut cache = Cache::default();
         let rtx = db.begin_read().map_err(storage("loading"))?;
-        let t = rtx.open_table(MACHINES).map_err(storage("loading machines"))?;
+        let t = rtx
+            .open_table(MACHINES)
+            .map_err(storage("loading machines"))?;
         for row in t.iter().map_err(storage("loading machines"))? {
             let (k, v) = row.map_err(storage("loading machines"))?;
             let m: MachineRecord = decode(k.value(), v.value())?;
             cache.machines.insert(Arc::new(m));
         }
-        let t = rtx.open_table(TENANTS).map_err(storage("loading tenants"))?;
+        let t = rtx
+            .open_table(TENANTS)
+            .map_err(storage("loading tenants"))?;
         for row in t.iter().map_err(storage("loading tenants"))? {
             let (k, v) = row.map_err(storage("loading tenants"))?;
-            cache.tenants.insert(k.value(), decode(k.value(), v.value())?);
+            cache
+                .tenants
+                .insert(k.value(), decode(k.value(), v.value())?);
         }
         let t = rtx.open_table(KEYS).map_err(storage("loading keys"))?;
         for row in t.iter().map_err(storage("loading keys"))? {
@@ -93,7 +102,11 @@ impl RedbStore {
         }
         drop(t);
         drop(rtx);
-        tracing::debug!(machines = cache.machines.len(), tenants = cache.tenants.len(), "store loaded");
+        tracing::debug!(
+            machines = cache.machines.len(),
+            tenants = cache.tenants.len(),
+            "store loaded"
+        );
         Ok(RedbStore {
             db,
             cache: RwLock::new(cache),
@@ -113,7 +126,9 @@ impl RedbStore {
         }
         let wtx = self.db.begin_write().map_err(storage("writing machines"))?;
         {
-            let mut t = wtx.open_table(MACHINES).map_err(storage("writing machines"))?;
+            let mut t = wtx
+                .open_table(MACHINES)
+                .map_err(storage("writing machines"))?;
             for m in &batch {
                 t.insert(m.pmid.as_str(), encode(m).as_slice())
                     .map_err(storage("writing machines"))?;
@@ -128,9 +143,14 @@ impl RedbStore {
     }
 
     fn put_machine_durably(&self, m: &MachineRecord) -> Result<(), StoreError> {
-        let wtx = self.db.begin_write().map_err(storage("writing a machine"))?;
+        let wtx = self
+            .db
+            .begin_write()
+            .map_err(storage("writing a machine"))?;
         {
-            let mut t = wtx.open_table(MACHINES).map_err(storage("writing a machine"))?;
+            let mut t = wtx
+                .open_table(MACHINES)
+                .map_err(storage("writing a machine"))?;
             t.insert(m.pmid.as_str(), encode(m).as_slice())
                 .map_err(storage("writing a machine"))?;
         }
@@ -143,17 +163,21 @@ fn check_bmc_free(idx: &MachineIndex, m: &MachineRecord) -> Result<(), StoreErro
         return Ok(());
     }
     match idx.bmc_owner(&m.region, &m.ipmi_ip) {
-        Some(owner) if owner != &m.pmid => Err(StoreError::Rejected(ApiError::AlreadyExists(
-            format!(
+        Some(owner) if owner != &m.pmid => {
+            Err(StoreError::Rejected(ApiError::AlreadyExists(format!(
                 "IPMIIP {} is already registered to machine {owner} in region {}",
                 m.ipmi_ip, m.region
-            ),
-        ))),
+            ))))
+        }
         _ => Ok(()),
     }
 }
 
 impl Store for RedbStore {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn insert_machine(&self, m: MachineRecord) -> Result<Arc<MachineRecord>, StoreError> {
         let _w = self.write_lock.lock();
         {
@@ -204,10 +228,16 @@ impl Store for RedbStore {
         };
         let mut probe = (*current).clone();
         check(&mut probe).map_err(StoreError::Rejected)?;
-        let wtx = self.db.begin_write().map_err(storage("deleting a machine"))?;
+        let wtx = self
+            .db
+            .begin_write()
+            .map_err(storage("deleting a machine"))?;
         {
-            let mut t = wtx.open_table(MACHINES).map_err(storage("deleting a machine"))?;
-            t.remove(id.as_str()).map_err(storage("deleting a machine"))?;
+            let mut t = wtx
+                .open_table(MACHINES)
+                .map_err(storage("deleting a machine"))?;
+            t.remove(id.as_str())
+                .map_err(storage("deleting a machine"))?;
         }
         wtx.commit().map_err(storage("committing a deletion"))?;
         self.cache.write().machines.remove(id);
@@ -236,7 +266,9 @@ impl Store for RedbStore {
         }
         let wtx = self.db.begin_write().map_err(storage("writing a tenant"))?;
         {
-            let mut table = wtx.open_table(TENANTS).map_err(storage("writing a tenant"))?;
+            let mut table = wtx
+                .open_table(TENANTS)
+                .map_err(storage("writing a tenant"))?;
             table
                 .insert(t.company_id, encode(t).as_slice())
                 .map_err(storage("writing a tenant"))?;
@@ -256,14 +288,20 @@ impl Store for RedbStore {
 
     fn delete_tenant(&self, company_id: i64) -> Result<bool, StoreError> {
         let _w = self.write_lock.lock();
-        let wtx = self.db.begin_write().map_err(storage("deleting a tenant"))?;
+        let wtx = self
+            .db
+            .begin_write()
+            .map_err(storage("deleting a tenant"))?;
         let existed = {
-            let mut t = wtx.open_table(TENANTS).map_err(storage("deleting a tenant"))?;
+            let mut t = wtx
+                .open_table(TENANTS)
+                .map_err(storage("deleting a tenant"))?;
             t.remove(company_id)
                 .map_err(storage("deleting a tenant"))?
                 .is_some()
         };
-        wtx.commit().map_err(storage("committing a tenant deletion"))?;
+        wtx.commit()
+            .map_err(storage("committing a tenant deletion"))?;
         self.cache.write().tenants.remove(&company_id);
         Ok(existed)
     }
@@ -277,7 +315,10 @@ impl Store for RedbStore {
                 .map_err(storage("writing a key"))?;
         }
         wtx.commit().map_err(storage("committing a key"))?;
-        self.cache.write().keys.insert(k.public_key.clone(), k.clone());
+        self.cache
+            .write()
+            .keys
+            .insert(k.public_key.clone(), k.clone());
         Ok(())
     }
 
@@ -287,7 +328,11 @@ impl Store for RedbStore {
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut keys: Vec<KeyRecord> = self.cache.read().keys.values().cloned().collect();
-        keys.sort_by(|a, b| a.create_time.cmp(&b.create_time).then(a.public_key.cmp(&b.public_key)));
+        keys.sort_by(|a, b| {
+            a.create_time
+                .cmp(&b.create_time)
+                .then(a.public_key.cmp(&b.public_key))
+        });
         Ok(keys)
     }
 
@@ -307,17 +352,25 @@ impl Store for RedbStore {
 
     fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let rtx = self.db.begin_read().map_err(storage("reading a setting"))?;
-        let t = rtx.open_table(SETTINGS).map_err(storage("reading a setting"))?;
+        let t = rtx
+            .open_table(SETTINGS)
+            .map_err(storage("reading a setting"))?;
         let v = t.get(name).map_err(storage("reading a setting"))?;
         Ok(v.map(|g| g.value().to_vec()))
     }
 
     fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let _w = self.write_lock.lock();
-        let wtx = self.db.begin_write().map_err(storage("writing a setting"))?;
+        let wtx = self
+            .db
+            .begin_write()
+            .map_err(storage("writing a setting"))?;
         {
-            let mut t = wtx.open_table(SETTINGS).map_err(storage("writing a setting"))?;
-            t.insert(name, value).map_err(storage("writing a setting"))?;
+            let mut t = wtx
+                .open_table(SETTINGS)
+                .map_err(storage("writing a setting"))?;
+            t.insert(name, value)
+                .map_err(storage("writing a setting"))?;
         }
         wtx.commit().map_err(storage("committing a setting"))
     }
@@ -362,7 +415,12 @@ mod tests {
         assert_eq!(store.setting("x").unwrap().unwrap(), b"1");
         let refused = store.delete_machine(&id, &mut |_| Err(ApiError::Forbidden("no".into())));
         assert!(refused.is_err());
-        assert!(store.delete_machine(&id, &mut |_| Ok(())).unwrap().is_some());
+        assert!(
+            store
+                .delete_machine(&id, &mut |_| Ok(()))
+                .unwrap()
+                .is_some()
+        );
         assert!(store.machine(&id).unwrap().is_none());
     }
 }
