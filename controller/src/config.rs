@@ -150,3 +150,24 @@ mod tests {
         assert!(Config::parse("[api]\ntls_cert = \"a.pem\"\n", Path::new("x.toml")).is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    /// Every example config shipped in deploy/ must load.
+    #[test]
+    fn deploy_examples_parse() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&deploy).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("controller") && name.ends_with(".toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e:#?}"));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no controller example config in deploy/");
+    }
+}

@@ -20,6 +20,9 @@ type Ids = HashSet<PmId>;
 #[derive(Default)]
 pub(super) struct MachineIndex {
     by_id: HashMap<PmId, Arc<MachineRecord>>,
+    /// The lowercased text Keyword searches, one string per machine, so a
+    /// keyword test is one SIMD substring search instead of ten.
+    search_text: HashMap<PmId, Box<str>>,
     by_region: HashMap<String, Ids>,
     by_status: HashMap<Status, Ids>,
     by_company: HashMap<i64, Ids>,
@@ -99,11 +102,13 @@ impl MachineIndex {
             self.by_bmc
                 .insert((m.region.clone(), m.ipmi_ip.clone()), id.clone());
         }
+        self.search_text.insert(id.clone(), search_text(&m));
         self.by_id.insert(id.clone(), m);
     }
 
     pub fn remove(&mut self, id: &PmId) -> Option<Arc<MachineRecord>> {
         let old = self.by_id.remove(id)?;
+        self.search_text.remove(id);
         self.unfile(&old);
         Some(old)
     }
@@ -128,11 +133,19 @@ impl MachineIndex {
 
     pub fn query(&self, q: &MachineQuery) -> MachinePage {
         let keyword = q.keyword.as_ref().map(|k| k.to_lowercase());
+        let finder = keyword.as_deref().map(memchr::memmem::Finder::new);
         let mut hits: Vec<Arc<MachineRecord>> = self
             .candidates(q)
             .into_iter()
+            .filter(|id| {
+                finder.as_ref().is_none_or(|f| {
+                    self.search_text
+                        .get(*id)
+                        .is_some_and(|t| f.find(t.as_bytes()).is_some())
+                })
+            })
             .filter_map(|id| self.by_id.get(id))
-            .filter(|m| matches(m, q, keyword.as_deref()))
+            .filter(|m| matches(m, q))
             .cloned()
             .collect();
         let total = hits.len();
@@ -222,7 +235,8 @@ impl MachineIndex {
     }
 }
 
-fn matches(m: &MachineRecord, q: &MachineQuery, keyword: Option<&str>) -> bool {
+/// Every filter but Keyword, which `query` has already applied.
+fn matches(m: &MachineRecord, q: &MachineQuery) -> bool {
     m.region == q.region
         && q.company_id.is_none_or(|c| m.company_id == c)
         && (q.project_ids.is_empty() || q.project_ids.contains(&m.project_id))
@@ -236,7 +250,6 @@ fn matches(m: &MachineRecord, q: &MachineQuery, keyword: Option<&str>) -> bool {
         && q.ip.as_ref().is_none_or(|ip| &m.ip == ip)
         && q.ipmi_ip.as_ref().is_none_or(|ip| &m.ipmi_ip == ip)
         && q.tag.as_ref().is_none_or(|t| tag_matches(m, t))
-        && keyword.is_none_or(|k| keyword_matches(m, k))
 }
 
 fn tag_matches(m: &MachineRecord, t: &TagFilter) -> bool {
@@ -246,7 +259,9 @@ fn tag_matches(m: &MachineRecord, t: &TagFilter) -> bool {
     }
 }
 
-fn keyword_matches(m: &MachineRecord, lower: &str) -> bool {
+/// Name, remark, description, hostname, SN, IPs, PMID, rack location and
+/// label, lowercased and joined by NUL so no match spans two fields.
+fn search_text(m: &MachineRecord) -> Box<str> {
     [
         m.name.as_str(),
         &m.remark,
@@ -259,24 +274,9 @@ fn keyword_matches(m: &MachineRecord, lower: &str) -> bool {
         &m.rack_location,
         &m.label,
     ]
-    .iter()
-    .any(|field| contains_ci(field, lower))
-}
-
-/// Case-insensitive substring test that allocates only for non-ASCII text.
-fn contains_ci(haystack: &str, lower_needle: &str) -> bool {
-    if lower_needle.is_empty() {
-        return true;
-    }
-    if haystack.is_ascii() && lower_needle.is_ascii() {
-        let n = lower_needle.as_bytes();
-        haystack
-            .as_bytes()
-            .windows(n.len())
-            .any(|w| w.eq_ignore_ascii_case(n))
-    } else {
-        haystack.to_lowercase().contains(lower_needle)
-    }
+    .join("\0")
+    .to_lowercase()
+    .into_boxed_str()
 }
 
 fn compare(a: &MachineRecord, b: &MachineRecord, key: SortKey) -> Ordering {
@@ -359,9 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn case_insensitive_substring() {
-        assert!(contains_ci("Rack-07 Shelf", "shelf"));
-        assert!(!contains_ci("abc", "abcd"));
-        assert!(contains_ci("Größe", "grö"));
+    fn keyword_is_case_insensitive_and_stays_within_one_field() {
+        let mut idx = MachineIndex::default();
+        let mut m = (*machine("r1", Status::Available, "Größe Rack-07", 1)).clone();
+        m.remark = "abc".into();
+        m.hostname = "def".into();
+        idx.insert(Arc::new(m));
+        let mut q = MachineQuery::in_region("r1");
+        for (kw, hits) in [("rack-07", 1), ("GRÖ", 1), ("abcdef", 0), ("c\0d", 0)] {
+            q.keyword = Some(kw.into());
+            assert_eq!(idx.query(&q).total, hits, "keyword {kw:?}");
+        }
     }
 }
