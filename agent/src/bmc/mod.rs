@@ -74,7 +74,7 @@ pub struct DriverOptions {
 
 enum Backend {
     Ipmi(ipmi::IpmiDriver),
-    Redfish(redfish::RedfishDriver),
+    Redfish(Box<redfish::RedfishDriver>),
 }
 
 struct Inner {
@@ -109,9 +109,10 @@ impl BmcDriver {
         let bmc_type = target.endpoint.bmc_type();
         let backend = match bmc_type {
             BmcType::Ipmi => Backend::Ipmi(ipmi::IpmiDriver::new(target, options.ipmi)?),
-            BmcType::Redfish => {
-                Backend::Redfish(redfish::RedfishDriver::new(target, options.redfish)?)
-            }
+            BmcType::Redfish => Backend::Redfish(Box::new(redfish::RedfishDriver::new(
+                target,
+                options.redfish,
+            )?)),
         };
         Ok(BmcDriver {
             inner: Arc::new(Inner {
@@ -148,12 +149,11 @@ impl BmcDriver {
             Backend::Ipmi(_) => ipmi::OFFERED.to_vec(),
             Backend::Redfish(d) => d.offered().await?,
         };
-        let steps = plan::plan(action, initial, &offered).map_err(|missing| {
-            BmcError::Unsupported {
+        let steps =
+            plan::plan(action, initial, &offered).map_err(|missing| BmcError::Unsupported {
                 address: self.inner.address.clone(),
                 op: format!("{action} (no {missing:?} command)"),
-            }
-        })?;
+            })?;
         debug!(bmc = %self.inner.address, %action, ?initial, ?steps, "power plan");
         let mut commands = Vec::new();
         let mut state = initial;

@@ -8,7 +8,10 @@ use super::types::{PowerAction, PowerCommand, PowerState};
 pub enum Step {
     Send(PowerCommand),
     /// Poll until the state is reached; `soft` picks the soft deadline.
-    WaitFor { state: PowerState, soft: bool },
+    WaitFor {
+        state: PowerState,
+        soft: bool,
+    },
 }
 
 use Step::{Send, WaitFor};
@@ -96,11 +99,27 @@ mod tests {
 
     #[test]
     fn already_there_sends_nothing() {
-        assert!(plan(PowerAction::On, PowerState::On, ALL).unwrap().is_empty());
-        assert!(plan(PowerAction::Off, PowerState::Off, ALL).unwrap().is_empty());
-        assert!(plan(PowerAction::Soft, PowerState::Off, ALL).unwrap().is_empty());
+        assert!(
+            plan(PowerAction::On, PowerState::On, ALL)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            plan(PowerAction::Off, PowerState::Off, ALL)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            plan(PowerAction::Soft, PowerState::Off, ALL)
+                .unwrap()
+                .is_empty()
+        );
         // Even with nothing offered: no command is needed.
-        assert!(plan(PowerAction::Off, PowerState::Off, &[]).unwrap().is_empty());
+        assert!(
+            plan(PowerAction::Off, PowerState::Off, &[])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -122,7 +141,10 @@ mod tests {
     #[test]
     fn missing_cycle_is_emulated_by_off_wait_on() {
         let steps = plan(PowerAction::Cycle, PowerState::On, SUSHY).unwrap();
-        assert_eq!(steps, vec![Send(C::ForceOff), WAIT_OFF, Send(C::On), WAIT_ON]);
+        assert_eq!(
+            steps,
+            vec![Send(C::ForceOff), WAIT_OFF, Send(C::On), WAIT_ON]
+        );
     }
 
     #[test]
@@ -150,7 +172,13 @@ mod tests {
             plan(PowerAction::Soft, PowerState::On, &[C::On, C::ForceOff]),
             Err(C::GracefulShutdown)
         );
-        assert_eq!(plan(PowerAction::On, PowerState::Off, &[C::ForceOff]), Err(C::On));
-        assert_eq!(plan(PowerAction::Cycle, PowerState::On, &[C::On]), Err(C::ForceOff));
+        assert_eq!(
+            plan(PowerAction::On, PowerState::Off, &[C::ForceOff]),
+            Err(C::On)
+        );
+        assert_eq!(
+            plan(PowerAction::Cycle, PowerState::On, &[C::On]),
+            Err(C::ForceOff)
+        );
     }
 }

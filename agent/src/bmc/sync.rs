@@ -78,7 +78,11 @@ impl Backoff {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         let spread_ms = raw.as_millis() as u64 / 4;
-        let extra = if spread_ms == 0 { 0 } else { h.finish() % spread_ms };
+        let extra = if spread_ms == 0 {
+            0
+        } else {
+            h.finish() % spread_ms
+        };
         (raw + Duration::from_millis(extra)).min(self.max)
     }
 }
@@ -295,9 +299,14 @@ impl SyncTask {
             }
         }
         report.elapsed = started.elapsed();
-        debug!(polled = report.polled, ok = report.ok, failed = report.failed,
-               backing_off = report.backing_off, elapsed_ms = report.elapsed.as_millis() as u64,
-               "power sweep done");
+        debug!(
+            polled = report.polled,
+            ok = report.ok,
+            failed = report.failed,
+            backing_off = report.backing_off,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "power sweep done"
+        );
         report
     }
 
@@ -352,9 +361,18 @@ mod tests {
         let d1 = b.delay(1, "m1");
         let d2 = b.delay(2, "m1");
         let d3 = b.delay(3, "m1");
-        assert!(d1 >= Duration::from_secs(1) && d1 < Duration::from_millis(1250), "{d1:?}");
-        assert!(d2 >= Duration::from_secs(2) && d2 < Duration::from_millis(2500), "{d2:?}");
-        assert!(d3 >= Duration::from_secs(4) && d3 < Duration::from_secs(5), "{d3:?}");
+        assert!(
+            d1 >= Duration::from_secs(1) && d1 < Duration::from_millis(1250),
+            "{d1:?}"
+        );
+        assert!(
+            d2 >= Duration::from_secs(2) && d2 < Duration::from_millis(2500),
+            "{d2:?}"
+        );
+        assert!(
+            d3 >= Duration::from_secs(4) && d3 < Duration::from_secs(5),
+            "{d3:?}"
+        );
         assert_eq!(b.delay(30, "m1"), Duration::from_secs(60));
         assert_eq!(b.delay(u32::MAX, "m1"), Duration::from_secs(60));
     }

@@ -145,6 +145,27 @@ impl IpmiCommand for ReadFruData {
     }
 }
 
+/// Set Session Privilege Level (IPMI 2.0 section 22.18; NetFn App 0x06,
+/// cmd 0x3B). An RMCP+ session starts at User level whatever RAKP asked
+/// for as its maximum; chassis control needs Operator, boot options Admin.
+pub struct SetSessionPrivilege;
+
+impl From<SetSessionPrivilege> for Message {
+    fn from(_: SetSessionPrivilege) -> Self {
+        // 0x04: Administrator (table 22-28).
+        Message::new_request(NetFn::App, 0x3B, vec![0x04])
+    }
+}
+
+impl IpmiCommand for SetSessionPrivilege {
+    type Output = ();
+    type Error = NotEnoughData;
+
+    fn parse_success_response(_: &[u8]) -> Result<(), NotEnoughData> {
+        Ok(())
+    }
+}
+
 /// Close Session (IPMI 2.0 section 22.19; NetFn App 0x06, cmd 0x3C).
 pub struct CloseSession(pub u32);
 
@@ -169,8 +190,14 @@ mod tests {
 
     #[test]
     fn chassis_status_reads_bit_zero() {
-        assert_eq!(GetChassisStatus::parse_success_response(&[0x01, 0, 0]), Ok(true));
-        assert_eq!(GetChassisStatus::parse_success_response(&[0x60, 0, 0]), Ok(false));
+        assert_eq!(
+            GetChassisStatus::parse_success_response(&[0x01, 0, 0]),
+            Ok(true)
+        );
+        assert_eq!(
+            GetChassisStatus::parse_success_response(&[0x60, 0, 0]),
+            Ok(false)
+        );
         assert!(GetChassisStatus::parse_success_response(&[]).is_err());
     }
 
@@ -187,8 +214,14 @@ mod tests {
 
     #[test]
     fn fru_sizes_and_reads() {
-        assert_eq!(GetFruAreaInfo::parse_success_response(&[0x00, 0x01, 0]), Ok(256));
-        assert_eq!(GetFruAreaInfo::parse_success_response(&[0x80, 0x00, 1]), Ok(256));
+        assert_eq!(
+            GetFruAreaInfo::parse_success_response(&[0x00, 0x01, 0]),
+            Ok(256)
+        );
+        assert_eq!(
+            GetFruAreaInfo::parse_success_response(&[0x80, 0x00, 1]),
+            Ok(256)
+        );
         assert_eq!(
             ReadFruData::parse_success_response(&[2, 0xAA, 0xBB]),
             Ok(vec![0xAA, 0xBB])

@@ -165,7 +165,7 @@ mod tests {
             a.extend(field(f));
         }
         a.push(0xC1);
-        while (a.len() + 1) % 8 != 0 {
+        while !(a.len() + 1).is_multiple_of(8) {
             a.push(0);
         }
         a[1] = ((a.len() + 1) / 8) as u8;
@@ -177,7 +177,10 @@ mod tests {
     /// The same layout deploy/lab/ipmi-sim.sh writes for its BMCs.
     fn sample() -> Vec<u8> {
         let board = area(&[1, 0, 0x19, 0, 0, 0], &["Acme", "Board-X", "BSN-1", "PN"]);
-        let product = area(&[1, 0, 0x19], &["Acme Corp", "Server-9", "M1", "v1", "PSN-7"]);
+        let product = area(
+            &[1, 0, 0x19],
+            &["Acme Corp", "Server-9", "M1", "v1", "PSN-7"],
+        );
         let mut hdr = vec![1, 0, 0, 1, 1 + (board.len() / 8) as u8, 0, 0];
         let sum = hdr.iter().fold(0u8, |x, y| x.wrapping_add(*y));
         hdr.push(0u8.wrapping_sub(sum));

@@ -201,7 +201,10 @@ fn actor(target: BmcTarget, opts: IpmiOptions, jobs: mpsc::Receiver<Job>) {
         }))
         .unwrap_or_else(|_| {
             session = None;
-            Err(BmcError::protocol(&address, "the IPMI library panicked; session dropped"))
+            Err(BmcError::protocol(
+                &address,
+                "the IPMI library panicked; session dropped",
+            ))
         });
         debug!(bmc = %address, operation = job.request.name(), ok = result.is_ok(),
                elapsed_ms = started.elapsed().as_millis() as u64, "ipmi job done");
@@ -263,7 +266,11 @@ fn execute(s: &mut Session, request: &Request) -> Result<Answer, BmcError> {
     match request {
         Request::PowerStatus => {
             let on = s.exec("Get Chassis Status", GetChassisStatus)?;
-            Ok(Answer::Power(if on { PowerState::On } else { PowerState::Off }))
+            Ok(Answer::Power(if on {
+                PowerState::On
+            } else {
+                PowerState::Off
+            }))
         }
         Request::Control(c) => {
             s.exec("Chassis Control", ChassisControl(*c))?;

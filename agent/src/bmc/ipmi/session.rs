@@ -10,11 +10,11 @@ use ipmi_rs::connection::{
 };
 use ipmi_rs::rmcp::{
     ActivationError, RakpMessage2ErrorStatusCode, RakpMessage2ParseError, Rmcp, RmcpIpmiError,
-    RmcpIpmiReceiveError, V2_0ActivationError, V2_0ReadError, UnwrapSessionError,
+    RmcpIpmiReceiveError, UnwrapSessionError, V2_0ActivationError, V2_0ReadError,
 };
 use tracing::{debug, trace};
 
-use super::commands::CloseSession;
+use super::commands::{CloseSession, SetSessionPrivilege};
 use crate::bmc::error::BmcError;
 use crate::bmc::types::{BmcEndpoint, BmcTarget, CipherSuite};
 
@@ -113,14 +113,28 @@ pub fn open(target: &BmcTarget, opts: IpmiOptions) -> Result<Session, BmcError> 
         ) {
             Ok(()) => {
                 let session_id = managed_session_id(&rmcp);
-                debug!(bmc = %address, attempt, session_id = ?session_id,
-                       elapsed_ms = started.elapsed().as_millis() as u64, "ipmi session opened");
-                return Ok(Session {
+                let mut session = Session {
                     rmcp,
                     address,
                     opts,
                     session_id,
-                });
+                };
+                if let Err(e) = session.exec("Set Session Privilege Level", SetSessionPrivilege) {
+                    // 0xD4 / 0x81 here: the user is not allowed Administrator.
+                    let err = match e {
+                        BmcError::Protocol { detail, .. } => BmcError::AuthFailed {
+                            address: session.address.clone(),
+                            username: target.username.clone(),
+                            detail: format!("no Administrator privilege: {detail}"),
+                        },
+                        other => other,
+                    };
+                    session.close();
+                    return Err(err);
+                }
+                debug!(bmc = %session.address, attempt, session_id = ?session_id,
+                       elapsed_ms = started.elapsed().as_millis() as u64, "ipmi session opened");
+                return Ok(session);
             }
             Err(e) => {
                 let err = map_activation(&address, &target.username, e, started.elapsed());
@@ -150,7 +164,10 @@ fn managed_session_id(rmcp: &Rmcp) -> Option<u32> {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn io_error(address: &str, operation: &'static str, e: io::Error, waited: Duration) -> BmcError {
@@ -184,12 +201,7 @@ fn receive_error(
 }
 
 /// Maps ipmi-rs's activation errors onto the driver's error kinds.
-fn map_activation(
-    address: &str,
-    username: &str,
-    e: ActivationError,
-    waited: Duration,
-) -> BmcError {
+fn map_activation(address: &str, username: &str, e: ActivationError, waited: Duration) -> BmcError {
     use V2_0ActivationError as V2;
     let auth = |detail: String| BmcError::AuthFailed {
         address: address.to_string(),
@@ -202,7 +214,12 @@ fn map_activation(
         }
         ActivationError::GetChannelAuthenticationCapabilities(ipmi_rs::IpmiError::Connection(
             RmcpIpmiError::Receive(r),
-        )) => receive_error(address, "Get Channel Authentication Capabilities", r, waited),
+        )) => receive_error(
+            address,
+            "Get Channel Authentication Capabilities",
+            r,
+            waited,
+        ),
         ActivationError::V2_0(v2) => match v2 {
             V2::OpenSessionResponseReceive(r) => {
                 receive_error(address, "RMCP+ Open Session", r, waited)
@@ -264,8 +281,10 @@ impl Session {
         for attempt in 1..=self.opts.attempts {
             // Each try is a new request with a new session sequence number;
             // for chassis control a late duplicate is the same command again.
-            let mut request =
-                Request::new(message.clone(), RequestTargetAddress::Bmc(LogicalUnit::Zero));
+            let mut request = Request::new(
+                message.clone(),
+                RequestTargetAddress::Bmc(LogicalUnit::Zero),
+            );
             self.rmcp
                 .send(&mut request)
                 .map_err(|e| self.send_error(operation, e, started.elapsed()))?;
@@ -296,10 +315,18 @@ impl Session {
                         trace!(bmc = %self.address, operation, error = ?d, "ipmi: skipping an undecodable packet");
                     }
                     Err(RmcpIpmiError::Receive(r)) => {
-                        return Err(receive_error(&self.address, operation, r, started.elapsed()));
+                        return Err(receive_error(
+                            &self.address,
+                            operation,
+                            r,
+                            started.elapsed(),
+                        ));
                     }
                     Err(e) => {
-                        return Err(BmcError::protocol(&self.address, format!("{operation}: {e:?}")));
+                        return Err(BmcError::protocol(
+                            &self.address,
+                            format!("{operation}: {e:?}"),
+                        ));
                     }
                 }
             }
@@ -357,7 +384,9 @@ impl Session {
         self.opts.attempts = 1;
         match self.exec("Close Session", CloseSession(id)) {
             Ok(()) => debug!(bmc = %self.address, session_id = id, "ipmi session closed"),
-            Err(e) => debug!(bmc = %self.address, session_id = id, error = %e, "ipmi close session failed"),
+            Err(e) => {
+                debug!(bmc = %self.address, session_id = id, error = %e, "ipmi close session failed")
+            }
         }
     }
 }

@@ -112,7 +112,10 @@ impl RedfishDriver {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(path, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(path, e))?;
         let status = resp.status();
         trace!(bmc = %self.address, %method, path, status = status.as_u16(), "redfish");
         if status.is_success() {
@@ -130,7 +133,10 @@ impl RedfishDriver {
                 address: self.address.clone(),
                 op: format!("{method} {path} ({detail})"),
             },
-            _ => BmcError::protocol(&self.address, format!("{method} {path}: {status}: {detail}")),
+            _ => BmcError::protocol(
+                &self.address,
+                format!("{method} {path}: {status}: {detail}"),
+            ),
         })
     }
 
@@ -185,10 +191,13 @@ impl RedfishDriver {
             return Ok(p.clone());
         }
         let root: ServiceRoot = self.get("/redfish/v1").await?;
-        let systems = root.systems.map(|l| l.odata_id).ok_or_else(|| BmcError::Unsupported {
-            address: self.address.clone(),
-            op: "ComputerSystem (the service root has no Systems)".into(),
-        })?;
+        let systems = root
+            .systems
+            .map(|l| l.odata_id)
+            .ok_or_else(|| BmcError::Unsupported {
+                address: self.address.clone(),
+                op: "ComputerSystem (the service root has no Systems)".into(),
+            })?;
         let collection: Collection = self.get(&systems).await?;
         let members: Vec<String> = collection.members.into_iter().map(|l| l.odata_id).collect();
         let path = match &self.system_id {
@@ -226,7 +235,10 @@ impl RedfishDriver {
             .power_state
             .and_then(RedfishPowerState::to_power_state)
             .ok_or_else(|| {
-                BmcError::protocol(&self.address, format!("PowerState {:?}", system.power_state))
+                BmcError::protocol(
+                    &self.address,
+                    format!("PowerState {:?}", system.power_state),
+                )
             })
     }
 
@@ -267,7 +279,10 @@ impl RedfishDriver {
     pub async fn set_next_boot(&self, device: BootDevice) -> Result<(), BmcError> {
         let (path, system) = self.computer_system().await?;
         let wanted = model::boot_target(device);
-        if let Some(allowed) = system.boot.as_ref().and_then(|b| b.allowed_targets.as_ref())
+        if let Some(allowed) = system
+            .boot
+            .as_ref()
+            .and_then(|b| b.allowed_targets.as_ref())
             && !allowed.iter().any(|t| t == wanted)
         {
             return Err(BmcError::Unsupported {

@@ -236,8 +236,14 @@ mod tests {
     #[test]
     fn transitions_count_as_the_state_left() {
         let parse = |s: &str| serde_json::from_str::<RedfishPowerState>(s).unwrap();
-        assert_eq!(parse("\"PoweringOn\"").to_power_state(), Some(PowerState::Off));
-        assert_eq!(parse("\"PoweringOff\"").to_power_state(), Some(PowerState::On));
+        assert_eq!(
+            parse("\"PoweringOn\"").to_power_state(),
+            Some(PowerState::Off)
+        );
+        assert_eq!(
+            parse("\"PoweringOff\"").to_power_state(),
+            Some(PowerState::On)
+        );
         assert_eq!(parse("\"Weird\"").to_power_state(), None);
     }
 
