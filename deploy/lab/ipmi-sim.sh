@@ -39,8 +39,6 @@ IPMI_SIM_PASSWORD=${IPMI_SIM_PASSWORD:-ironrack}
 
 alive() { [[ -f "$1/pid" ]] && kill -0 "$(cat "$1/pid")" 2>/dev/null; }
 
-listening() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
-
 write_hook() {
     local b=$1 soft_delay=${IPMI_SIM_SOFT_DELAY:-1}
     cat >"$b/chassis_control" <<HOOK
@@ -168,15 +166,22 @@ start() {
         echo $((base + i)) >"$b/port"
         started+=("$i")
     done
-    # Wait until every started BMC listens (bounded: 20 s in all).
-    local deadline=$((SECONDS + 20))
-    for i in "${started[@]}"; do
-        b="$dir/bmc$i" port=$((base + i))
-        until listening "$port"; do
+    # Wait until every started BMC listens (bounded: 60 s in all); one `ss`
+    # per round keeps this cheap for hundreds of BMCs.
+    local deadline=$((SECONDS + 60)) waiting=("${started[@]}") still listen
+    while ((${#waiting[@]})); do
+        listen=$(ss -Hlun 2>/dev/null || true)
+        still=()
+        for i in "${waiting[@]}"; do
+            b="$dir/bmc$i" port=$((base + i))
+            grep -q "127.0.0.1:$port " <<<"$listen" && continue
             if ! alive "$b"; then echo "ipmi-sim.sh: bmc$i exited: $(tail -3 "$b/log")" >&2; exit 1; fi
-            if ((SECONDS > deadline)); then echo "ipmi-sim.sh: bmc$i not listening on $port" >&2; exit 1; fi
-            sleep 0.05
+            still+=("$i")
         done
+        waiting=("${still[@]}")
+        ((${#waiting[@]})) || break
+        if ((SECONDS > deadline)); then echo "ipmi-sim.sh: not listening: bmc${waiting[*]}" >&2; exit 1; fi
+        sleep 0.05
     done
     echo "ipmi-sim.sh: $n BMCs on 127.0.0.1:$base..$((base + n - 1)) (user $IPMI_SIM_USER) in $dir"
 }
