@@ -9,5 +9,6 @@ pub mod machine;
 pub mod params;
 pub mod signature;
 pub mod tenancy;
+pub mod tunnel;
 
 pub use error::{ApiError, RetCode};
