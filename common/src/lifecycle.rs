@@ -105,34 +105,14 @@ use Status::*;
 
 /// The whole life cycle. Anything not listed is refused.
 const TABLE: &[(Event, &[Status], Outcome)] = &[
-    (
-        Event::Upper,
-        &[Registered, Maintenance],
-        Outcome::To(Available),
-    ),
+    (Event::Upper, &[Registered, Maintenance], Outcome::To(Available)),
     (Event::Allocate, &[Available], Outcome::To(Allocated)),
-    (
-        Event::Recycle,
-        &[Allocated, Running, Failed],
-        Outcome::To(Available),
-    ),
-    (
-        Event::InstallStart,
-        &[Allocated, Running, Failed],
-        Outcome::To(Installing),
-    ),
+    (Event::Recycle, &[Allocated, Running, Failed], Outcome::To(Available)),
+    (Event::InstallStart, &[Allocated, Running, Failed], Outcome::To(Installing)),
     (Event::InstallSucceed, &[Installing], Outcome::To(Running)),
     (Event::InstallFail, &[Installing], Outcome::To(Failed)),
-    (
-        Event::EnterMaintenance,
-        &[Registered, Available],
-        Outcome::To(Maintenance),
-    ),
-    (
-        Event::Delete,
-        &[Registered, Available, Maintenance],
-        Outcome::Removed,
-    ),
+    (Event::EnterMaintenance, &[Registered, Available], Outcome::To(Maintenance)),
+    (Event::Delete, &[Registered, Available, Maintenance], Outcome::Removed),
 ];
 
 /// The move `event` makes from `from`, or the statuses it would have needed.

@@ -133,10 +133,7 @@ impl Params {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::Object(m) => Ok(Params { root: m.clone() }),
-                    _ => Err(ApiError::invalid(
-                        format!("{name}.{i}"),
-                        "must be an object",
-                    )),
+                    _ => Err(ApiError::invalid(format!("{name}.{i}"), "must be an object")),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
@@ -240,8 +237,11 @@ fn finish(node: Node, path: &str) -> Result<Value, ApiError> {
             if all_indexes {
                 let mut items: Vec<(usize, Node)> = Vec::with_capacity(children.len());
                 for (k, v) in children {
-                    let idx: usize =
-                        k.parse().ok().filter(|i| *i <= MAX_INDEX).ok_or_else(|| {
+                    let idx: usize = k
+                        .parse()
+                        .ok()
+                        .filter(|i| *i <= MAX_INDEX)
+                        .ok_or_else(|| {
                             ApiError::invalid(
                                 format!("{path}.{k}"),
                                 format!("index must be at most {MAX_INDEX}"),
@@ -354,7 +354,8 @@ mod tests {
 
     #[test]
     fn a_value_and_a_nested_value_conflict() {
-        let err = Params::unflatten(&flat(&[("A", json!("1")), ("A.B", json!("2"))])).unwrap_err();
+        let err =
+            Params::unflatten(&flat(&[("A", json!("1")), ("A.B", json!("2"))])).unwrap_err();
         assert_eq!(err.ret_code().0, 230);
     }
 
