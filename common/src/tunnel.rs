@@ -358,6 +358,8 @@ pub enum HelloRefusal {
     ClientCertificateRequired,
     #[error("the controller failed: {message}")]
     Internal { message: String },
+    #[error("agent was enrolled in region {enrolled:?} but says it is in {hello:?}")]
+    RegionChanged { enrolled: String, hello: String },
 }
 
 impl HelloRefusal {
@@ -366,7 +368,10 @@ impl HelloRefusal {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Revoked { .. } | Self::UnknownAgent | Self::ClientCertificateRequired
+            Self::Revoked { .. }
+                | Self::UnknownAgent
+                | Self::ClientCertificateRequired
+                | Self::RegionChanged { .. }
         )
     }
 }
