@@ -1,1 +1,3 @@
 //! The rack agent: everything ironrack does on a rack's own networks.
+
+pub mod tunnel;
