@@ -309,3 +309,45 @@ async fn serve_request<H: RequestHandler>(
         Err(error) => tracing::debug!(error = %error_chain(&error), "answer not delivered"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ironrack_common::tunnel::{AgentRequest, AgentResponse};
+
+    use super::*;
+
+    /// Takes a minute to answer anything.
+    struct Slow;
+
+    impl RequestHandler for Slow {
+        async fn handle(&self, _request: AgentRequest) -> Result<AgentResponse, TunnelError> {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(AgentResponse::Pong)
+        }
+    }
+
+    fn frame(deadline_unix_ms: u64) -> RequestFrame {
+        RequestFrame {
+            id: 3,
+            deadline_unix_ms,
+            body: AgentRequest::Ping,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handler_is_cut_off_at_the_deadline() {
+        let started = std::time::Instant::now();
+        let answer = answer(&Slow, frame(now_unix_ms() + 100)).await;
+        assert_eq!(answer.id, 3);
+        assert_eq!(answer.body, Err(TunnelError::DeadlineExceeded));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_request_already_past_its_deadline_is_not_started() {
+        let started = std::time::Instant::now();
+        let answer = answer(&Slow, frame(now_unix_ms() - 1)).await;
+        assert_eq!(answer.body, Err(TunnelError::DeadlineExceeded));
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
+}
