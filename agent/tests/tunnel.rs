@@ -24,8 +24,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .try_init();
 }
@@ -57,8 +56,12 @@ impl Env {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryHubStore::new());
-        let hub = start_hub(&dir.path().join("controller"), "127.0.0.1:0".parse().unwrap(), &store)
-            .await;
+        let hub = start_hub(
+            &dir.path().join("controller"),
+            "127.0.0.1:0".parse().unwrap(),
+            &store,
+        )
+        .await;
         Env { hub, store, dir }
     }
 
@@ -78,9 +81,15 @@ impl Env {
     }
 
     async fn enroll(&self, name: &str) -> AgentId {
-        tunnel::enroll(&self.addr(), &self.token(), REGION, RACK, &self.agent_dir(name))
-            .await
-            .unwrap()
+        tunnel::enroll(
+            &self.addr(),
+            &self.token(),
+            REGION,
+            RACK,
+            &self.agent_dir(name),
+        )
+        .await
+        .unwrap()
     }
 
     fn config(&self, name: &str) -> TunnelConfig {
@@ -207,10 +216,19 @@ async fn a_token_works_once() {
     );
     assert!(identity::exists(&env.agent_dir("a2")).is_none());
     // Enrolling the same data dir twice is refused locally.
-    let err = tunnel::enroll(&env.addr(), &env.token(), REGION, RACK, &env.agent_dir("a1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, EnrollError::AlreadyEnrolled { .. }), "{err:?}");
+    let err = tunnel::enroll(
+        &env.addr(),
+        &env.token(),
+        REGION,
+        RACK,
+        &env.agent_dir("a1"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, EnrollError::AlreadyEnrolled { .. }),
+        "{err:?}"
+    );
     env.hub.shutdown().await;
 }
 
@@ -226,7 +244,10 @@ async fn expired_forged_unknown_and_wrong_region_tokens_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EnrollError::Refused(EnrollRefusal::TokenExpired { .. })),
+        matches!(
+            err,
+            EnrollError::Refused(EnrollRefusal::TokenExpired { .. })
+        ),
         "{err:?}"
     );
 
@@ -245,11 +266,20 @@ async fn expired_forged_unknown_and_wrong_region_tokens_are_refused() {
         "{err:?}"
     );
 
-    let err = tunnel::enroll(&env.addr(), &genuine, "other-region", RACK, &env.agent_dir("x"))
-        .await
-        .unwrap_err();
+    let err = tunnel::enroll(
+        &env.addr(),
+        &genuine,
+        "other-region",
+        RACK,
+        &env.agent_dir("x"),
+    )
+    .await
+    .unwrap_err();
     assert!(
-        matches!(err, EnrollError::Refused(EnrollRefusal::RegionMismatch { .. })),
+        matches!(
+            err,
+            EnrollError::Refused(EnrollRefusal::RegionMismatch { .. })
+        ),
         "{err:?}"
     );
 
@@ -259,7 +289,10 @@ async fn expired_forged_unknown_and_wrong_region_tokens_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EnrollError::Refused(EnrollRefusal::UnknownToken { .. })),
+        matches!(
+            err,
+            EnrollError::Refused(EnrollRefusal::UnknownToken { .. })
+        ),
         "{err:?}"
     );
     assert!(identity::exists(&env.agent_dir("x")).is_none());
@@ -292,7 +325,10 @@ async fn an_agent_refuses_to_enroll_with_a_controller_the_token_does_not_pin() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, EnrollError::WrongController { .. }), "{err:?}");
+    assert!(
+        matches!(err, EnrollError::WrongController { .. }),
+        "{err:?}"
+    );
     assert!(identity::exists(&env.agent_dir("a1")).is_none());
     // The fake controller never saw the enrollment.
     assert!(fake_store.list_agents().unwrap().is_empty());
@@ -380,7 +416,11 @@ async fn a_revoked_agent_is_disconnected_and_refused() {
     let end = tokio::time::timeout(STEP, tunnel.join()).await.unwrap();
     assert!(matches!(end, Err(RunError::Revoked)), "{end:?}");
     assert!(!env.hub.is_connected(&id));
-    let err = env.hub.call(&id, AgentRequest::Ping, STEP).await.unwrap_err();
+    let err = env
+        .hub
+        .call(&id, AgentRequest::Ping, STEP)
+        .await
+        .unwrap_err();
     assert!(matches!(err, HubError::AgentOffline { .. }), "{err:?}");
     let info = &env.hub.agents().unwrap()[0];
     assert!(info.revoked && !info.connected);
@@ -407,7 +447,11 @@ async fn a_call_to_an_offline_agent_fails_at_once() {
     assert!(err.is_retryable());
     let err = env
         .hub
-        .call(&AgentId::generate(), AgentRequest::Ping, Duration::from_secs(30))
+        .call(
+            &AgentId::generate(),
+            AgentRequest::Ping,
+            Duration::from_secs(30),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, HubError::AgentOffline { .. }), "{err:?}");
@@ -474,7 +518,9 @@ async fn oversize_frames_are_refused_on_both_sides() {
         rack: RACK.into(),
         bmc_networks: vec![],
     });
-    send.write_all(&encode_frame(&hello).unwrap()).await.unwrap();
+    send.write_all(&encode_frame(&hello).unwrap())
+        .await
+        .unwrap();
     send.finish().unwrap();
     let reply = recv.read_to_end(1 << 16).await.unwrap();
     let reply: ControllerHello = decode_payload(&reply[4..]).unwrap();
@@ -488,7 +534,10 @@ async fn oversize_frames_are_refused_on_both_sides() {
         .await
         .unwrap();
     assert!(
-        matches!(read, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))),
+        matches!(
+            read,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))
+        ),
         "{read:?}"
     );
     assert!(env.hub.is_connected(&raw_id));
@@ -520,7 +569,10 @@ async fn agents_reconnect_by_themselves_after_a_controller_restart() {
     let hub = start_hub(&data_dir, addr, &env.store).await;
     assert_eq!(wait_connected(&tunnel).await, id);
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "reconnect took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "reconnect took {elapsed:?}"
+    );
     assert_eq!(
         hub.call(&id, AgentRequest::Ping, STEP).await.unwrap(),
         AgentResponse::Pong
@@ -543,10 +595,12 @@ async fn an_unknown_request_kind_from_a_newer_controller_is_answered_unsupported
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der().clone()).unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let server_id = ca.issue_server_identity(&["127.0.0.1".into()]).unwrap();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -582,7 +636,9 @@ async fn an_unknown_request_kind_from_a_newer_controller_is_answered_unsupported
         agent_id: Some(AgentId::generate()),
         result: Ok(()),
     };
-    send.write_all(&encode_frame(&welcome).unwrap()).await.unwrap();
+    send.write_all(&encode_frame(&welcome).unwrap())
+        .await
+        .unwrap();
     send.finish().unwrap();
     wait_connected(&tunnel).await;
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use ironrack_common::tunnel::{AgentId, Fingerprint};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType,
-    SerialNumber, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
+    SignatureAlgorithm,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -226,12 +226,11 @@ impl ControllerCa {
                 mode,
             });
         }
-        let key = KeyPair::from_pem(&read_to_string(key_path)?).map_err(|source| {
-            CaError::BadKey {
+        let key =
+            KeyPair::from_pem(&read_to_string(key_path)?).map_err(|source| CaError::BadKey {
                 path: key_path.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         let cert_pem = read_to_string(cert_path)?;
         let cert = pem::parse(&cert_pem)
             .ok()

@@ -24,7 +24,9 @@ const ENROLL_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum EnrollError {
     #[error("the enrollment token is malformed")]
     Token(#[source] TokenParseError),
-    #[error("{path} exists: this agent is already enrolled; remove its identity files to enroll again")]
+    #[error(
+        "{path} exists: this agent is already enrolled; remove its identity files to enroll again"
+    )]
     AlreadyEnrolled { path: PathBuf },
     #[error(transparent)]
     Resolve(#[from] ResolveError),
@@ -85,7 +87,7 @@ pub async fn enroll(
     let work = enroll_inner(controller, &token, region, rack, data_dir).instrument(span);
     tokio::time::timeout(ENROLL_TIMEOUT, work)
         .await
-    .map_err(|_| EnrollError::Timeout(ENROLL_TIMEOUT))?
+        .map_err(|_| EnrollError::Timeout(ENROLL_TIMEOUT))?
 }
 
 async fn enroll_inner(

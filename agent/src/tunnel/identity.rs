@@ -34,7 +34,10 @@ pub enum IdentityError {
     #[error("{path} is readable by group or others (mode {mode:o}); make it 0600")]
     KeyPermissions { path: PathBuf, mode: u32 },
     #[error("{path} does not hold one PEM {expected}")]
-    BadPem { path: PathBuf, expected: &'static str },
+    BadPem {
+        path: PathBuf,
+        expected: &'static str,
+    },
 }
 
 /// A loaded identity, ready for TLS.
@@ -134,7 +137,11 @@ pub fn store(
     })?;
     let cert_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
     write_atomic(&data_dir.join(AGENT_KEY_FILE), key_pem.as_bytes(), 0o600)?;
-    write_atomic(&data_dir.join(CA_CERT_FILE), cert_pem(ca_der).as_bytes(), 0o644)?;
+    write_atomic(
+        &data_dir.join(CA_CERT_FILE),
+        cert_pem(ca_der).as_bytes(),
+        0o644,
+    )?;
     write_atomic(
         &data_dir.join(AGENT_CERT_FILE),
         cert_pem(cert_der).as_bytes(),

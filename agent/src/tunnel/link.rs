@@ -196,9 +196,9 @@ async fn connect(
         // client's side of the handshake is done (TLS 1.3), so it surfaces
         // here, on the first stream.
         Err(StreamError::Connection(e)) if is_tls_failure(&e) => return Err(AttemptError::Tls(e)),
-        Err(StreamError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(
-            e,
-        )))) if is_tls_failure(&e) => return Err(AttemptError::Tls(e)),
+        Err(StreamError::Read(quinn::ReadExactError::ReadError(
+            quinn::ReadError::ConnectionLost(e),
+        ))) if is_tls_failure(&e) => return Err(AttemptError::Tls(e)),
         Err(e) => return Err(AttemptError::Hello(e)),
     };
     match reply.result {
@@ -288,7 +288,10 @@ async fn serve_request<H: RequestHandler>(
                 }),
             }
         }
-        Err(RequestDecodeError::Malformed { id: Some(id), source }) => {
+        Err(RequestDecodeError::Malformed {
+            id: Some(id),
+            source,
+        }) => {
             tracing::debug!(error = %error_chain(&source), "request body does not decode");
             ResponseFrame {
                 id,

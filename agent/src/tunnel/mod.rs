@@ -200,9 +200,12 @@ impl Tunnel {
             ack.result
                 .map_err(|source| EventError::Refused { seq, source })
         };
-        tokio::time::timeout(EVENT_ACK_TIMEOUT, tracing::Instrument::instrument(exchange, span))
-            .await
-            .map_err(|_| EventError::Timeout { seq })?
+        tokio::time::timeout(
+            EVENT_ACK_TIMEOUT,
+            tracing::Instrument::instrument(exchange, span),
+        )
+        .await
+        .map_err(|_| EventError::Timeout { seq })?
     }
 
     /// Closes the connection and stops reconnecting.

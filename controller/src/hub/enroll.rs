@@ -1,9 +1,9 @@
 //! Enrollment: a connection without a client certificate trades a one-time token for one.
 
 use ironrack_common::tunnel::{
-    AgentId, AgentOpen, ControllerHello, ENROLL_EXPORTER_LABEL, ENROLL_EXPORTER_LEN,
-    EnrollRefusal, EnrollRequest, EnrollResponse, Enrolled, Fingerprint, HelloRefusal,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, close_code, enroll_proof_message, token_secret_hash,
+    AgentId, AgentOpen, ControllerHello, ENROLL_EXPORTER_LABEL, ENROLL_EXPORTER_LEN, EnrollRefusal,
+    EnrollRequest, EnrollResponse, Enrolled, Fingerprint, HelloRefusal, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, close_code, enroll_proof_message, token_secret_hash,
 };
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 

@@ -191,13 +191,12 @@ impl Hub {
         let ca = ControllerCa::load_or_create(&config.data_dir)?;
         let identity = ca.issue_server_identity(&config.server_names)?;
         let server_config = tls::server_config(ca.cert_der(), identity)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-                HubError::Bind {
-                    addr: config.listen,
-                    source,
-                }
-            })?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+            HubError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_DEPTH);
         let inner = Arc::new(Inner {
             endpoint,
@@ -325,12 +324,11 @@ impl Hub {
                 .map_err(|e| link(StreamError::Connection(e)))?;
             wire::write_encoded(&mut send, &frame).await.map_err(link)?;
             let payload = wire::read_frame(&mut recv).await.map_err(link)?;
-            let response =
-                decode_response(&payload).map_err(|source| HubError::BadResponse {
-                    agent_id: agent_id.clone(),
-                    request_id,
-                    source,
-                })?;
+            let response = decode_response(&payload).map_err(|source| HubError::BadResponse {
+                agent_id: agent_id.clone(),
+                request_id,
+                source,
+            })?;
             if response.id != request_id {
                 return Err(HubError::MismatchedResponse {
                     agent_id: agent_id.clone(),
@@ -345,7 +343,10 @@ impl Hub {
             })
         };
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(timeout, exchange).instrument(span.clone()).await {
+        let result = match tokio::time::timeout(timeout, exchange)
+            .instrument(span.clone())
+            .await
+        {
             Ok(result) => result,
             // Dropping the exchange drops its streams, which resets them, so
             // the agent stops working on an answer nobody waits for.

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use ironrack_common::tunnel::{
     AgentHello, AgentId, AgentOpen, ControllerHello, EventAck, EventFrame, Fingerprint,
-    HelloRefusal, MIN_PROTOCOL_VERSION, OpenDecodeError, PROTOCOL_VERSION, TunnelError,
-    close_code, decode_open,
+    HelloRefusal, MIN_PROTOCOL_VERSION, OpenDecodeError, PROTOCOL_VERSION, TunnelError, close_code,
+    decode_open,
 };
 use rustls::pki_types::CertificateDer;
 use tracing::Instrument;
@@ -197,7 +197,13 @@ async fn agent_connection(inner: &Arc<Inner>, conn: quinn::Connection, cert: Cer
     if let Err(error) = inner.store.upsert_agent(updated) {
         tracing::error!(error = %error_chain(&error), "hub store failed during hello");
         let message = "store unavailable".to_owned();
-        refuse_hello(send, &conn, Some(agent_id), HelloRefusal::Internal { message }).await;
+        refuse_hello(
+            send,
+            &conn,
+            Some(agent_id),
+            HelloRefusal::Internal { message },
+        )
+        .await;
         return;
     }
 
@@ -210,8 +216,10 @@ async fn agent_connection(inner: &Arc<Inner>, conn: quinn::Connection, cert: Cer
         },
     );
     if let Some(old) = replaced {
-        old.conn
-            .close(close_code::REPLACED.into(), b"replaced by a newer connection");
+        old.conn.close(
+            close_code::REPLACED.into(),
+            b"replaced by a newer connection",
+        );
     }
     // A revoke that ran between `admit` and the insert above found no live
     // connection to close; look again now that this one is visible.
@@ -297,7 +305,11 @@ async fn agent_stream(
             EventAck { seq, result }
         }
         Err(EventReadError::UnknownEvent { seq, variant }) => {
-            tracing::debug!(seq, variant, "agent sent an event kind this controller does not know");
+            tracing::debug!(
+                seq,
+                variant,
+                "agent sent an event kind this controller does not know"
+            );
             EventAck {
                 seq,
                 result: Err(TunnelError::Unsupported {

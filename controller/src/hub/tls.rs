@@ -66,7 +66,8 @@ pub(crate) fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // No 0-RTT: requests must not be replayable.
     tls.max_early_data_size = 0;
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(TlsSetupError::Quic)?;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(TlsSetupError::Quic)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
