@@ -19,6 +19,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// File name of the CA private key (PKCS#8 PEM, mode 0600) in the data dir.
+// TODO-security(#3): the CA key is protected by file mode alone; no
+// passphrase, KMS or HSM, and no rotation procedure yet.
 pub const CA_KEY_FILE: &str = "tunnel-ca.key";
 /// File name of the CA certificate (PEM) in the data dir.
 pub const CA_CERT_FILE: &str = "tunnel-ca.crt";

@@ -305,7 +305,8 @@ impl Hub {
         );
         let frame = encode_frame(&RequestFrame {
             id: request_id,
-            deadline_unix_ms: now_unix_ms() + timeout.as_millis() as u64,
+            deadline_unix_ms: now_unix_ms()
+                .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
             body: request,
         })
         .map_err(|source| HubError::Encode {
@@ -386,18 +387,23 @@ impl Hub {
         Ok(())
     }
 
-    /// Closes every connection and the endpoint, and waits until the socket
-    /// is released so a new hub can bind the same address.
+    /// Closes every connection and the endpoint, and waits until every
+    /// connection has drained. QUIC keeps a closed connection for 3 × PTO
+    /// (RFC 9000 §10.2), so this takes from milliseconds to a few seconds
+    /// when RTT estimates are high; the UDP port is free for a new hub in
+    /// this process once all clones of this handle are dropped.
     pub async fn shutdown(&self) {
         self.inner
             .endpoint
             .close(close_code::SHUTDOWN.into(), b"controller shutting down");
         self.inner.live.lock().clear();
+        let started = std::time::Instant::now();
         let task = self.inner.accept_task.lock().take();
         if let Some(task) = task {
             let _ = task.await;
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "tunnel hub accept loop ended");
         self.inner.endpoint.wait_idle().await;
-        tracing::debug!("tunnel hub stopped");
+        tracing::debug!(elapsed = ?started.elapsed(), "tunnel hub stopped");
     }
 }
