@@ -1,2 +1,4 @@
 //! The rack agent: everything ironrack does on a rack's own networks.
+
 pub mod bmc;
+pub mod tunnel;

@@ -10,6 +10,7 @@ pub mod params;
 pub mod secret;
 pub mod signature;
 pub mod tenancy;
+pub mod tunnel;
 
 pub use error::{ApiError, RetCode};
 pub use secret::Secret;
