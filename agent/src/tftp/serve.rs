@@ -1,0 +1,250 @@
+//! One request's task: refusals, resolution, then driving a [`Transfer`] over its own socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tracing::{Instrument, debug, trace};
+
+use super::options::{Limits, negotiate};
+use super::packet::{self, ErrorCode, Request};
+use super::resolver::{FileSource, Resolver};
+use super::socket::reply_socket;
+use super::transfer::{Outcome, Params, Transfer, Transmit, check_request, wire_block};
+
+/// Read-ahead per transfer, in bytes, rounded down to whole blocks. Large
+/// enough that a window of small blocks costs one blocking read, small
+/// enough that 64 transfers hold a few MiB.
+const READ_CHUNK: usize = 128 * 1024;
+
+/// A failure that ends a transfer abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Creating, sending on or receiving from the transfer socket failed;
+    /// ECONNREFUSED here means the client went away.
+    #[error("socket to {peer}")]
+    Socket {
+        /// The client.
+        peer: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the file failed or it shrank while being sent.
+    #[error("reading {file}")]
+    Read {
+        /// The requested path.
+        file: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a request task needs from the server.
+pub(crate) struct Context {
+    pub resolver: Arc<dyn Resolver>,
+    pub limits: Limits,
+    pub retries: u32,
+}
+
+/// Serves one request to the end, inside a span naming peer and file.
+pub(crate) async fn serve(ctx: Arc<Context>, req: Request, peer: SocketAddr, local: SocketAddr) {
+    let span = tracing::debug_span!("tftp_transfer", %peer, file = %req.filename);
+    async move {
+        let started = Instant::now();
+        match run(&ctx, &req, peer, local).await {
+            Ok(Some(outcome)) => {
+                debug!(
+                    ?outcome,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "transfer ended"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => debug!(error = &e as &dyn std::error::Error, "transfer failed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send(sock: &UdpSocket, peer: SocketAddr, pkt: &[u8]) -> Result<(), TransferError> {
+    sock.send(pkt)
+        .await
+        .map(drop)
+        .map_err(|source| TransferError::Socket { peer, source })
+}
+
+async fn refuse(
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    code: ErrorCode,
+    msg: &str,
+) -> Result<Option<Outcome>, TransferError> {
+    debug!(code = code.code(), msg, "request refused");
+    send(sock, peer, &packet::encode_error(code, msg)).await?;
+    Ok(None)
+}
+
+async fn run(
+    ctx: &Context,
+    req: &Request,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<Option<Outcome>, TransferError> {
+    let sock = reply_socket(local, peer)
+        .await
+        .map_err(|source| TransferError::Socket { peer, source })?;
+    let path = match check_request(req) {
+        Ok(p) => p,
+        Err(refused) => {
+            debug!(reason = %refused, "request refused");
+            let (code, msg) = refused.reply();
+            return refuse(&sock, peer, code, msg).await;
+        }
+    };
+    let source = match ctx.resolver.resolve(peer, &path).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(error = &e as &dyn std::error::Error, "not served");
+            let (code, msg) = e.reply();
+            return refuse(&sock, peer, code, msg).await;
+        }
+    };
+    let size = source.size();
+    let negotiated = negotiate(&req.options, Some(size), &ctx.limits);
+    let params = Params::from_negotiated(&negotiated, ctx.retries);
+    trace!(?params, size, "starting");
+    let (mut transfer, first) = Transfer::new(params, size, &negotiated.oack, Instant::now());
+    let mut reader = BlockReader::new(source, params.blksize);
+    let mut out = Vec::with_capacity(4 + usize::from(params.blksize));
+    let file = path.to_string();
+    let mut next = Some(first);
+    let mut rbuf = [0u8; 512];
+    loop {
+        if let Some(tx) = next.take() {
+            transmit(&sock, peer, &transfer, &mut reader, &mut out, &file, tx).await?;
+        }
+        if let Some(outcome) = transfer.outcome() {
+            return Ok(Some(outcome.clone()));
+        }
+        let Some(deadline) = transfer.deadline() else {
+            return Ok(None);
+        };
+        tokio::select! {
+            r = sock.recv(&mut rbuf) => {
+                let n = r.map_err(|source| TransferError::Socket { peer, source })?;
+                next = transfer.handle_datagram(&rbuf[..n], Instant::now());
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                next = transfer.handle_timeout(Instant::now());
+                if next.is_some() {
+                    trace!(acked = transfer.acked(), "retransmitting");
+                }
+            }
+        }
+    }
+}
+
+async fn transmit(
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    transfer: &Transfer,
+    reader: &mut BlockReader,
+    out: &mut Vec<u8>,
+    file: &str,
+    tx: Transmit,
+) -> Result<(), TransferError> {
+    match tx {
+        Transmit::Packet(pkt) => send(sock, peer, &pkt).await,
+        Transmit::Blocks { first, last } => {
+            for abs in first..=last {
+                let (offset, len) = transfer.block_span(abs);
+                let data = match reader.get(offset, len).await {
+                    Ok(d) => d,
+                    Err(source) => {
+                        let err = packet::encode_error(ErrorCode::NotDefined, "Read error");
+                        let _ = sock.send(&err).await;
+                        return Err(TransferError::Read {
+                            file: file.to_owned(),
+                            source,
+                        });
+                    }
+                };
+                packet::data_header(out, wire_block(abs));
+                out.extend_from_slice(data);
+                send(sock, peer, out).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Streams a source in block-aligned chunks. A window resend only goes
+/// back to the block after the last ACK, which is at or after the chunk's
+/// start as long as chunks begin at the first block a window asks for.
+struct BlockReader {
+    source: FileSource,
+    chunk: usize,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl BlockReader {
+    fn new(source: FileSource, blksize: u16) -> BlockReader {
+        let blksize = usize::from(blksize);
+        let chunk = (READ_CHUNK / blksize).max(1) * blksize;
+        BlockReader {
+            source,
+            chunk,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    async fn get(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
+        let file = match &self.source {
+            FileSource::Memory(bytes) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let end = start.saturating_add(len).min(bytes.len());
+                return Ok(&bytes[start..end]);
+            }
+            FileSource::File { file, .. } => file.clone(),
+        };
+        let end = offset + len as u64;
+        if offset < self.start || end > self.start + self.buf.len() as u64 {
+            let size = self.source.size();
+            let want = (self.chunk.max(len) as u64).min(size.saturating_sub(offset)) as usize;
+            let mut buf = std::mem::take(&mut self.buf);
+            self.buf = tokio::task::spawn_blocking(move || {
+                read_exact_at(&file, buf_reuse(&mut buf, want), offset).map(|()| buf)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            self.start = offset;
+            if end > self.start + self.buf.len() as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank during the transfer",
+                ));
+            }
+        }
+        let at = (offset - self.start) as usize;
+        Ok(&self.buf[at..at + len])
+    }
+}
+
+fn buf_reuse(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    buf.resize(len, 0);
+    &mut buf[..]
+}
+
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+}
