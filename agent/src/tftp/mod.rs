@@ -22,6 +22,8 @@
 //!   the option is dropped. Fitting the path MTU is the client's job.
 //! - **tsize** (RFC 2349): answered with the file's size. A missing file
 //!   gets ERROR 1 before any negotiation, so there is no tsize for it.
+//!   An empty file gets no tsize either: curl 7.88 aborts on "tsize 0"
+//!   in an OACK (it fails the same way against tftpd-hpa).
 //! - **timeout** (RFC 2349): 1..=255 s is accepted and used exactly, as the
 //!   RFC requires; other values drop the option and `timeout_ms` applies.
 //! - **windowsize** (RFC 7440): 1..=65535, clamped to `max_windowsize`.

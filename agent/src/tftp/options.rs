@@ -79,8 +79,13 @@ pub fn negotiate(
             }),
             // RFC 2349 §"Transfer Size": a read request carries 0 and the
             // server answers with the size. A non-zero value in a RRQ is
-            // odd but harmless; it is answered the same way.
-            "tsize" => number(value).and(file_size).map(|s| s.to_string()),
+            // odd but harmless; it is answered the same way. An empty file
+            // gets no tsize: curl (7.88) rejects "tsize 0" in an OACK as
+            // invalid and aborts, and a client loses nothing by it.
+            "tsize" => number(value)
+                .and(file_size)
+                .filter(|&size| size > 0)
+                .map(|size| size.to_string()),
             // RFC 2349 §"Timeout Interval": 1..=255 seconds, and the server
             // must either use exactly that value or leave the option out.
             "timeout" => number(value).filter(|v| (1..=255).contains(v)).map(|v| {
@@ -189,7 +194,9 @@ mod tests {
         let n = negotiate(&opts(&[("tsize", "0")]), None, &limits());
         assert!(n.oack.is_empty());
         let n = negotiate(&opts(&[("tsize", "0")]), Some(0), &limits());
-        assert_eq!(n.oack, opts(&[("tsize", "0")]));
+        assert!(n.oack.is_empty(), "curl refuses tsize 0");
+        let n = negotiate(&opts(&[("tsize", "0")]), Some(1), &limits());
+        assert_eq!(n.oack, opts(&[("tsize", "1")]));
     }
 
     #[test]
