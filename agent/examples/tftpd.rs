@@ -24,7 +24,7 @@ struct Args {
     /// Largest window granted.
     #[arg(long, default_value_t = 64)]
     max_windowsize: u16,
-    /// Worker threads (0 = tokio's default, one per core).
+    /// Worker threads (0 = tokio's default, one per core; 1 = a current-thread runtime).
     #[arg(long, default_value_t = 0)]
     threads: usize,
 }
@@ -36,8 +36,12 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if args.threads > 0 {
+    let mut runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if args.threads > 1 {
         runtime.worker_threads(args.threads);
     }
     runtime.enable_all().build()?.block_on(async {

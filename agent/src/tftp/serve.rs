@@ -124,6 +124,12 @@ async fn run(
     let file = path.to_string();
     let mut next = Some(first);
     let mut rbuf = [0u8; 512];
+    // One timer for the whole transfer, moved only when the state machine
+    // moves its deadline: re-registering a fresh timer for every packet
+    // costs more than the rest of the per-ACK work.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         if let Some(tx) = next.take() {
             transmit(&sock, peer, &transfer, &mut reader, &mut out, &file, tx).await?;
@@ -134,12 +140,17 @@ async fn run(
         let Some(deadline) = transfer.deadline() else {
             return Ok(None);
         };
+        if armed != Some(deadline) {
+            timer.as_mut().reset(deadline.into());
+            armed = Some(deadline);
+        }
         tokio::select! {
+            biased;
             r = sock.recv(&mut rbuf) => {
                 let n = r.map_err(|source| TransferError::Socket { peer, source })?;
                 next = transfer.handle_datagram(&rbuf[..n], Instant::now());
             }
-            () = tokio::time::sleep_until(deadline.into()) => {
+            () = &mut timer => {
                 next = transfer.handle_timeout(Instant::now());
                 if next.is_some() {
                     trace!(acked = transfer.acked(), "retransmitting");
