@@ -627,3 +627,135 @@ async fn retransmits_on_timer_and_ignores_duplicate_acks() {
     assert_eq!(raw.next(Duration::from_millis(900)).await, None);
     lab.shutdown().await;
 }
+
+/// Bound to [::], IPv6 requests are answered from the IPv6 address they
+/// reached, and (on a dual-stack socket) IPv4 ones from their IPv4 address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_and_dual_stack_replies() {
+    use std::net::Ipv6Addr;
+    let lab = Lab::start(|c| c.listen = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)));
+    lab.put_file("f", b"six");
+    let port = lab.addr().port();
+
+    let sock = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).await.unwrap();
+    let rrq = packet::encode_request(&Request {
+        kind: RequestKind::Read,
+        filename: "f".into(),
+        mode: "octet".into(),
+        options: vec![],
+    });
+    sock.send_to(&rrq, (Ipv6Addr::LOCALHOST, port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an IPv6 answer")
+        .unwrap();
+    assert_eq!(from.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    assert_eq!(
+        packet::parse(&buf[..n]).unwrap(),
+        Packet::Data {
+            block: 1,
+            data: b"six"
+        }
+    );
+
+    let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    if v6only.trim() == "0" {
+        let dest = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 9), port));
+        let raw = Raw::request(
+            dest,
+            Ipv4Addr::LOCALHOST,
+            RequestKind::Read,
+            "f",
+            "octet",
+            &[],
+        )
+        .await;
+        assert_eq!(raw.from.ip(), dest.ip(), "v4-mapped reply source");
+        assert_eq!(
+            raw.first(),
+            Packet::Data {
+                block: 1,
+                data: b"six"
+            }
+        );
+    }
+    lab.shutdown().await;
+}
+
+/// The resolver hook: generated per-client content, everything else from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_resolver_serves_generated_files() {
+    use ironrack_agent::tftp::path::RequestPath;
+    use ironrack_agent::tftp::{BoxFuture, FileSource, ResolveError, Resolver, RootResolver};
+    use std::sync::Arc;
+
+    struct Scripts(RootResolver);
+    impl Resolver for Scripts {
+        fn resolve<'a>(
+            &'a self,
+            peer: SocketAddr,
+            path: &'a RequestPath,
+        ) -> BoxFuture<'a, Result<FileSource, ResolveError>> {
+            if path.to_string() == "boot.ipxe" {
+                let script = format!("#!ipxe\necho hello {}\n", peer.ip());
+                return Box::pin(async move { Ok(FileSource::Memory(script.into_bytes().into())) });
+            }
+            self.0.resolve(peer, path)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("disk"), b"from disk").unwrap();
+    let config = TftpConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        ..TftpConfig::default()
+    };
+    let resolver = Arc::new(Scripts(RootResolver::new(dir.path()).unwrap()));
+    let server = TftpServer::spawn_with_resolver(&config, resolver).unwrap();
+    let lab = Lab {
+        server: Some(server),
+        dir,
+    };
+    std::fs::create_dir_all(lab.out("x").parent().unwrap()).unwrap();
+
+    let local = lab.out("script");
+    let out = curl(&lab, "boot.ipxe", &local, &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        b"#!ipxe\necho hello 127.0.0.1\n"
+    );
+    let local = lab.out("disk");
+    let out = atftp(&lab, "disk", &local, &["tsize 0"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&local).unwrap(), b"from disk");
+    lab.shutdown().await;
+}
+
+/// Shutdown stops the listener and every transfer: the port is free again
+/// and a transfer in progress goes quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_everything() {
+    let lab = Lab::start(|c| c.timeout_ms = 100);
+    lab.put_file("f", &content(10_000, 5));
+    let addr = lab.addr();
+    let raw = Raw::request(
+        addr,
+        Ipv4Addr::LOCALHOST,
+        RequestKind::Read,
+        "f",
+        "octet",
+        &[],
+    )
+    .await;
+    assert!(matches!(raw.first(), Packet::Data { block: 1, .. }));
+    lab.shutdown().await;
+    std::net::UdpSocket::bind(addr).expect("listening port released");
+    // Drain anything sent before the shutdown, then expect silence where
+    // retransmissions every 100 ms would otherwise arrive.
+    while raw.next(Duration::from_millis(10)).await.is_some() {}
+    assert_eq!(raw.next(Duration::from_millis(400)).await, None);
+}

@@ -75,12 +75,21 @@
 //! components, so symlinks may point anywhere inside the root but not out,
 //! and `root-other/` siblings never pass as inside `root/`.
 //!
-//! # Reading
+//! # Reading and sending
 //!
 //! Files are streamed: each transfer keeps one read-ahead buffer of about
-//! 128 KiB (whole blocks, at least one block), refilled by `pread` on the
-//! blocking pool, so a window of small blocks costs one read and a 64 MiB
-//! image never sits in memory per client.
+//! 128 KiB (whole blocks, at least one block), so a 64 MiB image never
+//! sits in memory per client. A refill is tried inline with
+//! `preadv2(RWF_NOWAIT)`, which only succeeds from the page cache; a cold
+//! read goes to the blocking pool. Boot images are hot after the first
+//! client, and the pool's thread hand-off per chunk was the largest cost
+//! of a lockstep transfer on a loaded host.
+//!
+//! A window of small blocks is sent with UDP GSO (UDP_SEGMENT, Linux
+//! 4.18+): one `sendmsg` carries up to 64 DATA packets of equal size (the
+//! last may be short), which the kernel or NIC splits. Where GSO is not
+//! available the first failure switches that transfer to one send per
+//! block. Clients see ordinary datagrams either way.
 
 pub mod config;
 pub mod options;

@@ -218,9 +218,8 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, ParseError> {
     }
 }
 
-/// Writes a DATA header (opcode 3, block) into `out`, replacing its contents.
-pub fn data_header(out: &mut Vec<u8>, block: u16) {
-    out.clear();
+/// Appends a DATA header (opcode 3, block) to `out`; the payload follows.
+pub fn put_data_header(out: &mut Vec<u8>, block: u16) {
     out.extend_from_slice(&3u16.to_be_bytes());
     out.extend_from_slice(&block.to_be_bytes());
 }
