@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -135,10 +136,18 @@ impl RootResolver {
                 reason: "symlink leads outside the root",
             });
         }
-        // TODO-correctness(#4): a symlink swapped in between canonicalize
-        // and open is followed; openat2(RESOLVE_BENEATH) would close that
-        // window on Linux >= 5.6.
-        let opened = match std::fs::File::open(&real) {
+        // TODO-correctness(#4): a directory on the path swapped for a
+        // symlink between canonicalize and open is followed;
+        // openat2(RESOLVE_BENEATH) would close that window on Linux >= 5.6.
+        // O_NONBLOCK: opening a FIFO someone left in the root would
+        // otherwise block until a writer appears, holding the slot forever;
+        // it changes nothing for regular files. O_NOFOLLOW narrows the
+        // swap window below to the directories above the file.
+        let opened = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+            .open(&real)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(ResolveError::Denied {
@@ -225,6 +234,19 @@ mod tests {
             assert!(matches!(err, ResolveError::Denied { .. }), "{name}: {err}");
             assert_eq!(err.reply().0, ErrorCode::AccessViolation);
         }
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let (dir, r) = layout();
+        let fifo = dir.path().join("root/fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        let err = open(&r, "fifo").unwrap_err();
+        assert!(matches!(err, ResolveError::NotFound { .. }), "{err}");
     }
 
     #[test]

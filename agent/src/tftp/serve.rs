@@ -156,6 +156,9 @@ async fn run(
                 next = transfer.handle_datagram(&rbuf[..n], Instant::now());
             }
             () = &mut timer => {
+                // Re-arm even if the deadline did not move, so an elapsed
+                // timer is never polled again as if it were pending.
+                armed = None;
                 next = transfer.handle_timeout(Instant::now());
                 if next.is_some() {
                     trace!(acked = transfer.acked(), "retransmitting");
