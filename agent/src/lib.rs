@@ -1,4 +1,5 @@
 //! The rack agent: everything ironrack does on a rack's own networks.
 
 pub mod bmc;
+pub mod tftp;
 pub mod tunnel;
