@@ -2,21 +2,24 @@
 //!
 //! `cargo run --release -p ironrack-agent --example tunnel_bench -- [N]`
 //!
-//! The parent re-runs itself with `--hub DIR` as the controller, so the
-//! child's `/proc/PID/status` holds the hub's memory alone. The parent
-//! enrolls N agents, connects them all, reads the hub's VmRSS, then tells
-//! the hub to restart its endpoint (same data dir, same port, same store)
-//! and times how long until every agent is connected again. Only loopback
-//! addresses are used.
+//! The parent re-runs itself with `--hub DIR ADDR` as the controller, so
+//! the child's `/proc/PID/status` holds the hub's memory alone. The parent
+//! enrolls N agents, connects them all and reads the hub's VmRSS. Then it
+//! restarts the controller as a real process restart: the hub shuts down
+//! gracefully (agents see the close), saves its agent records to the data
+//! dir and exits; a new process loads them, binds the same port with the
+//! same CA, and the parent times how long until every agent is back. Only
+//! loopback addresses are used.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ironrack_agent::tunnel::{self, LinkState, RequestHandler, Tunnel, TunnelConfig};
 use ironrack_common::tunnel::{AgentRequest, AgentResponse, TunnelError};
-use ironrack_controller::hub::{Hub, HubConfig, HubError, HubStore, MemoryHubStore};
+use ironrack_controller::hub::{AgentRecord, Hub, HubConfig, HubError, HubStore, MemoryHubStore};
 
 const REGION: &str = "bench";
 /// Enrollments in flight at once; each is a full handshake on 2 cores.
@@ -39,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Runtime::new()?;
     if args.get(1).map(String::as_str) == Some("--hub") {
-        return rt.block_on(hub_main(args[2].clone().into()));
+        return rt.block_on(hub_main(args[2].clone().into(), args[3].parse()?));
     }
     let n: usize = args.get(1).map_or(Ok(1000), |s| s.parse())?;
     rt.block_on(parent_main(n))
@@ -60,8 +63,13 @@ async fn start_hub(config: &HubConfig, store: &Arc<MemoryHubStore>) -> anyhow::R
     }
 }
 
-/// Serves line commands on stdin: `tokens N`, `count`, `restart`, `quit`.
-async fn hub_main(data_dir: std::path::PathBuf) -> anyhow::Result<()> {
+/// File in the hub's data dir holding its agent records between runs; the
+/// bench's stand-in for the controller's real store.
+const SNAPSHOT_FILE: &str = "bench-agents.postcard";
+
+/// Serves line commands on stdin: `tokens N`, `count`, `quit`. On `quit` it
+/// shuts down gracefully and saves its agent records for the next process.
+async fn hub_main(data_dir: std::path::PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -69,17 +77,23 @@ async fn hub_main(data_dir: std::path::PathBuf) -> anyhow::Result<()> {
         )
         .init();
     let store = Arc::new(MemoryHubStore::new());
-    let mut config = HubConfig {
-        listen: "127.0.0.1:0".parse()?,
+    let snapshot = data_dir.join(SNAPSHOT_FILE);
+    if let Ok(bytes) = std::fs::read(&snapshot) {
+        let agents: Vec<AgentRecord> = postcard::from_bytes(&bytes)?;
+        for agent in agents {
+            store.upsert_agent(agent)?;
+        }
+    }
+    let config = HubConfig {
+        listen,
         server_names: vec!["127.0.0.1".into()],
         data_dir,
     };
-    let mut hub = start_hub(&config, &store).await?;
-    config.listen = hub.local_addr();
+    let hub = start_hub(&config, &store).await?;
     // Drain events so agents are never blocked on a full queue.
     let mut events = hub.take_events().expect("first take");
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    println!("ADDR {}", config.listen);
+    println!("ADDR {}", hub.local_addr());
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
@@ -105,25 +119,14 @@ async fn hub_main(data_dir: std::path::PathBuf) -> anyhow::Result<()> {
                 let n = hub.agents()?.iter().filter(|a| a.connected).count();
                 println!("CONNECTED {n}");
             }
-            Some("restart") => {
-                let t = Instant::now();
-                hub.shutdown().await;
-                let shutdown = t.elapsed();
-                drop(hub);
-                hub = start_hub(&config, &store).await?;
-                eprintln!(
-                    "hub: shutdown took {shutdown:?}, rebind {:?}",
-                    t.elapsed() - shutdown
-                );
-                let mut events = hub.take_events().expect("first take");
-                tokio::spawn(async move { while events.recv().await.is_some() {} });
-                println!("RESTARTED");
-            }
             _ => break,
         }
         std::io::stdout().flush()?;
     }
+    let t = Instant::now();
     hub.shutdown().await;
+    std::fs::write(&snapshot, postcard::to_allocvec(&store.list_agents()?)?)?;
+    eprintln!("hub: graceful shutdown took {:?}", t.elapsed());
     Ok(())
 }
 
@@ -179,11 +182,11 @@ async fn wait_until(
     Ok(started.elapsed())
 }
 
-async fn parent_main(n: usize) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn spawn_hub(data_dir: &std::path::Path, listen: &str) -> anyhow::Result<(HubProcess, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--hub")
-        .arg(dir.path().join("controller"))
+        .arg(data_dir)
+        .arg(listen)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -193,6 +196,13 @@ async fn parent_main(n: usize) -> anyhow::Result<()> {
         child,
     };
     let addr = hub.line()?.trim_start_matches("ADDR ").to_owned();
+    Ok((hub, addr))
+}
+
+async fn parent_main(n: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub_dir = dir.path().join("controller");
+    let (mut hub, addr) = spawn_hub(&hub_dir, "127.0.0.1:0")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = hub.rss_kib()?;
 
@@ -239,15 +249,18 @@ async fn parent_main(n: usize) -> anyhow::Result<()> {
         "hub VmRSS: idle {rss_idle} KiB, with {n} agents {rss_loaded} KiB => {per_agent:.1} KiB per agent"
     );
 
-    hub.command("restart")?;
-    let restart_sent = Instant::now();
-    let ack = hub.line()?;
-    anyhow::ensure!(ack == "RESTARTED", "unexpected {ack:?}");
-    let endpoint_back = restart_sent.elapsed();
+    let restart = Instant::now();
+    hub.command("quit")?;
+    hub.child.wait()?;
+    let down = restart.elapsed();
+    let (new_hub, _) = spawn_hub(&hub_dir, &addr)?;
+    hub = new_hub;
+    let up = restart.elapsed();
     let took = wait_until("reconnect", || Ok(hub.connected()? == n)).await?;
     println!(
-        "hub restart: endpoint back after {endpoint_back:?}, all {n} agents reconnected {took:?} later ({:?} from the restart command)",
-        restart_sent.elapsed()
+        "controller restart: old process gone after {down:?}, new one listening after {up:?}, \
+         all {n} agents reconnected {took:?} later ({:?} from the restart)",
+        restart.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("hub VmRSS after reconnect: {} KiB", hub.rss_kib()?);

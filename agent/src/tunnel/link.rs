@@ -16,7 +16,11 @@ use super::wire::{self, StreamError};
 use super::{LinkState, RequestHandler, RunError, Shared};
 
 /// How long dialling plus hello may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Short on purpose: an attempt made while the controller is down gets no
+/// answer (UDP), and QUIC retransmits its Initial at growing intervals
+/// (1 s, 2 s, 4 s, ...), so a stale attempt would notice a returning
+/// controller late. 5 s is still many round trips on any WAN.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why one connection attempt failed.
 #[derive(Debug, thiserror::Error)]
