@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SUSHY_TOOLS_VERSION=2.2.0
-APT_PACKAGES=(openipmi ipmitool iproute2 curl openssl python3 python3-venv)
+APT_PACKAGES=(openipmi ipmitool iproute2 curl openssl python3 python3-venv atftp tftp-hpa)
 
 if [[ "${SKIP_APT:-0}" != 1 ]]; then
     missing=()
