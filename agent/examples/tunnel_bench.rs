@@ -31,10 +31,13 @@ struct Echo;
 
 impl RequestHandler for Echo {
     async fn handle(&self, request: AgentRequest) -> Result<AgentResponse, TunnelError> {
-        Ok(match request {
-            AgentRequest::Ping => AgentResponse::Pong,
-            AgentRequest::Echo(b) => AgentResponse::Echo(b),
-        })
+        match request {
+            AgentRequest::Ping => Ok(AgentResponse::Pong),
+            AgentRequest::Echo(b) => Ok(AgentResponse::Echo(b)),
+            other => Err(TunnelError::Failed {
+                message: format!("the bench agent does not do {}", other.kind()),
+            }),
+        }
     }
 }
 

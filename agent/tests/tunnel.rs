@@ -41,6 +41,9 @@ impl RequestHandler for TestHandler {
                 Ok(AgentResponse::Echo(bytes))
             }
             AgentRequest::Echo(bytes) => Ok(AgentResponse::Echo(bytes)),
+            other => Err(TunnelError::Failed {
+                message: format!("the test handler does not do {}", other.kind()),
+            }),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod machine;
 pub mod params;
+pub mod rack;
 pub mod secret;
 pub mod signature;
 pub mod tenancy;

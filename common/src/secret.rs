@@ -4,7 +4,11 @@ use std::fmt;
 
 /// Debug and Display print `<redacted>`, so a secret cannot reach a log line
 /// by accident; read it with [`Secret::expose`] where it is really needed.
-#[derive(Clone, PartialEq, Eq, Default)]
+///
+/// It serialises as plain text: that is for the tunnel, which is mutually
+/// authenticated TLS. Never serialise one into a log or an API answer.
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

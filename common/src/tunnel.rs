@@ -51,6 +51,11 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::rack::{
+    BmcFailure, BmcIdentity, BmcSpec, BootDevice, ManagedMachine, PowerAction, PowerReport,
+    PowerState,
+};
+
 /// Version of this protocol spoken by this build; sent in every hello.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -470,18 +475,46 @@ pub enum AgentRequest {
     Ping,
     /// Returns the bytes unchanged; answered by [`AgentResponse::Echo`].
     Echo(Vec<u8>),
+    /// Act on a machine's power; answered by [`AgentResponse::Power`].
+    Power {
+        pmid: String,
+        bmc: BmcSpec,
+        action: PowerAction,
+    },
+    /// Read a machine's power state now; answered by
+    /// [`AgentResponse::PowerStatus`].
+    PowerStatus { pmid: String, bmc: BmcSpec },
+    /// Log in to a BMC and read what it is; answered by
+    /// [`AgentResponse::Identity`]. Also for BMCs of no machine yet.
+    Identify { bmc: BmcSpec },
+    /// One-time boot override for the next boot; answered by
+    /// [`AgentResponse::Done`].
+    SetNextBoot {
+        pmid: String,
+        bmc: BmcSpec,
+        device: BootDevice,
+    },
+    /// The whole set of machines this agent owns, replacing the last one;
+    /// the agent keeps their power state current and reports changes as
+    /// [`AgentEvent::PowerObserved`]. Answered by [`AgentResponse::Done`].
+    SyncMachines { machines: Vec<ManagedMachine> },
 }
 
 impl AgentRequest {
     /// Number of variants this build knows. Bump it with every new variant;
     /// the exhaustive match in [`AgentRequest::variant_index`] reminds you.
-    pub const VARIANT_COUNT: u32 = 2;
+    pub const VARIANT_COUNT: u32 = 7;
 
     /// The postcard variant index of this request.
     pub fn variant_index(&self) -> u32 {
         match self {
             Self::Ping => 0,
             Self::Echo(_) => 1,
+            Self::Power { .. } => 2,
+            Self::PowerStatus { .. } => 3,
+            Self::Identify { .. } => 4,
+            Self::SetNextBoot { .. } => 5,
+            Self::SyncMachines { .. } => 6,
         }
     }
 
@@ -490,6 +523,11 @@ impl AgentRequest {
         match self {
             Self::Ping => "ping",
             Self::Echo(_) => "echo",
+            Self::Power { .. } => "power",
+            Self::PowerStatus { .. } => "power_status",
+            Self::Identify { .. } => "identify",
+            Self::SetNextBoot { .. } => "set_next_boot",
+            Self::SyncMachines { .. } => "sync_machines",
         }
     }
 }
@@ -506,17 +544,25 @@ pub struct ResponseFrame {
 pub enum AgentResponse {
     Pong,
     Echo(Vec<u8>),
+    Power(Result<PowerReport, BmcFailure>),
+    PowerStatus(Result<PowerState, BmcFailure>),
+    Identity(Result<BmcIdentity, BmcFailure>),
+    Done(Result<(), BmcFailure>),
 }
 
 impl AgentResponse {
     /// Number of variants this build knows; see [`AgentRequest::VARIANT_COUNT`].
-    pub const VARIANT_COUNT: u32 = 2;
+    pub const VARIANT_COUNT: u32 = 6;
 
     /// The postcard variant index of this response.
     pub fn variant_index(&self) -> u32 {
         match self {
             Self::Pong => 0,
             Self::Echo(_) => 1,
+            Self::Power(_) => 2,
+            Self::PowerStatus(_) => 3,
+            Self::Identity(_) => 4,
+            Self::Done(_) => 5,
         }
     }
 }
@@ -569,16 +615,26 @@ pub struct EventFrame {
 pub enum AgentEvent {
     /// A message for the operator (e.g. "BMC network unreachable").
     Notice { message: String },
+    /// The power sync read a machine's BMC: its state (None when the BMC
+    /// did not answer), whether the BMC answered, and why not.
+    PowerObserved {
+        pmid: String,
+        state: Option<PowerState>,
+        connected: bool,
+        error: Option<String>,
+        observed_unix_ms: u64,
+    },
 }
 
 impl AgentEvent {
     /// Number of variants this build knows; see [`AgentRequest::VARIANT_COUNT`].
-    pub const VARIANT_COUNT: u32 = 1;
+    pub const VARIANT_COUNT: u32 = 2;
 
     /// The postcard variant index of this event.
     pub fn variant_index(&self) -> u32 {
         match self {
             Self::Notice { .. } => 0,
+            Self::PowerObserved { .. } => 1,
         }
     }
 }
@@ -991,8 +1047,48 @@ mod tests {
             let bytes = postcard::to_allocvec(v).unwrap();
             postcard::take_from_bytes::<u32>(&bytes).unwrap().0
         }
-        let requests = [AgentRequest::Ping, AgentRequest::Echo(vec![])];
-        let responses = [AgentResponse::Pong, AgentResponse::Echo(vec![])];
+        let bmc = BmcSpec {
+            kind: crate::rack::BmcKind::Ipmi,
+            address: String::new(),
+            username: String::new(),
+            password: crate::Secret::default(),
+            disable_certificate_verification: false,
+        };
+        let pmid = String::new();
+        let requests = [
+            AgentRequest::Ping,
+            AgentRequest::Echo(vec![]),
+            AgentRequest::Power {
+                pmid: pmid.clone(),
+                bmc: bmc.clone(),
+                action: PowerAction::On,
+            },
+            AgentRequest::PowerStatus {
+                pmid: pmid.clone(),
+                bmc: bmc.clone(),
+            },
+            AgentRequest::Identify { bmc: bmc.clone() },
+            AgentRequest::SetNextBoot {
+                pmid,
+                bmc,
+                device: BootDevice::Pxe,
+            },
+            AgentRequest::SyncMachines { machines: vec![] },
+        ];
+        let responses = [
+            AgentResponse::Pong,
+            AgentResponse::Echo(vec![]),
+            AgentResponse::Power(Err(BmcFailure {
+                kind: crate::rack::BmcFailureKind::Timeout,
+                message: String::new(),
+            })),
+            AgentResponse::PowerStatus(Ok(PowerState::On)),
+            AgentResponse::Identity(Err(BmcFailure {
+                kind: crate::rack::BmcFailureKind::Timeout,
+                message: String::new(),
+            })),
+            AgentResponse::Done(Ok(())),
+        ];
         let errors = [
             TunnelError::Unsupported {
                 kind: String::new(),
@@ -1007,9 +1103,18 @@ mod tests {
             },
             TunnelError::ShuttingDown,
         ];
-        let events = [AgentEvent::Notice {
-            message: String::new(),
-        }];
+        let events = [
+            AgentEvent::Notice {
+                message: String::new(),
+            },
+            AgentEvent::PowerObserved {
+                pmid: String::new(),
+                state: None,
+                connected: false,
+                error: None,
+                observed_unix_ms: 0,
+            },
+        ];
         assert_eq!(requests.len() as u32, AgentRequest::VARIANT_COUNT);
         assert_eq!(responses.len() as u32, AgentResponse::VARIANT_COUNT);
         assert_eq!(errors.len() as u32, TunnelError::VARIANT_COUNT);
