@@ -78,7 +78,20 @@ impl Controller {
         c
     }
 
+    /// Starts the process and waits until it says it serves. Another test
+    /// may grab the same free port first; then the controller exits and we
+    /// try again on a fresh port.
     fn spawn(&mut self) {
+        for _ in 0..5 {
+            if self.spawn_once() {
+                return;
+            }
+            self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        }
+        panic!("controller did not start; log:\n{}", self.log_text());
+    }
+
+    fn spawn_once(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -95,13 +108,25 @@ impl Controller {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("cannot start ironrack-controller"));
-        assert!(
-            wait_for_port(self.addr, Duration::from_secs(20)),
-            "controller did not listen on {}; log:\n{}",
-            self.addr,
-            self.log_text()
-        );
+        let mut child = cmd.spawn().expect("cannot start ironrack-controller");
+        let marker = format!("listen={}", self.addr);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if self
+                .log_text()
+                .lines()
+                .any(|l| l.contains("serving the action API") && l.contains(&marker))
+            {
+                self.child = Some(child);
+                return wait_for_port(self.addr, Duration::from_secs(5));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
     }
 
     pub fn log_text(&self) -> String {

@@ -75,19 +75,7 @@ async fn process(
     caller_out: &mut String,
 ) -> Result<Map<String, Value>, ApiError> {
     let (parts, body) = req.into_parts();
-    let limit = app.config.api.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large =
-            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                e.source()
-            })
-            .any(|e| e.to_string().contains("length limit"));
-        if too_large {
-            ApiError::BodyTooLarge { limit }
-        } else {
-            ApiError::MalformedBody(e.to_string())
-        }
-    })?;
+    let bytes = read_body(body, app.config.api.max_body_bytes).await?;
     let flat = request::parse(parts.uri.query(), &parts.headers, &bytes)?;
     let action = match flat.get("Action") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -115,6 +103,31 @@ async fn process(
             .await
             .unwrap_or_else(|_| Err(ApiError::Internal(format!("action {action} panicked")))),
     }
+}
+
+/// How much of an oversized body is read and thrown away before answering,
+/// so that a client still sending gets the RetCode instead of a reset
+/// connection; past this the connection is simply cut.
+const DRAIN_LIMIT: usize = 16 << 20;
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(buf)
 }
 
 fn render(action: &str, result: Result<Map<String, Value>, ApiError>) -> Vec<u8> {
