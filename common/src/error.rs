@@ -26,7 +26,18 @@ impl RetCode {
     pub const STATE_CONFLICT: RetCode = RetCode(1020);
     pub const FORBIDDEN: RetCode = RetCode(1030);
     pub const IN_USE: RetCode = RetCode(1031);
+    pub const RACK_UNASSIGNED: RetCode = RetCode(1040);
+    pub const NO_BMC_ADDRESS: RetCode = RetCode(1041);
+    pub const BMC_AUTH_FAILED: RetCode = RetCode(1050);
+    pub const BMC_UNSUPPORTED: RetCode = RetCode(1051);
+    pub const POWER_NOT_COMPLETED: RetCode = RetCode(1052);
+    pub const BMC_PROTOCOL: RetCode = RetCode(1053);
     pub const PARTIAL_FAILURE: RetCode = RetCode(1060);
+    pub const AGENT_OFFLINE: RetCode = RetCode(2000);
+    pub const BMC_UNREACHABLE: RetCode = RetCode(2001);
+    pub const BMC_TIMEOUT: RetCode = RetCode(2002);
+    pub const AGENT_TIMEOUT: RetCode = RetCode(2003);
+    pub const TUNNEL_FAILED: RetCode = RetCode(2004);
     pub const INTERNAL: RetCode = RetCode(2100);
 
     /// Whether a client may retry the same request and hope for another answer.
@@ -90,6 +101,26 @@ pub enum ApiError {
         summary: String,
         failed: Vec<(String, u32, String)>,
     },
+    /// No rack agent owns the machine (none of its region reaches the BMC).
+    #[error("{0}")]
+    RackUnassigned(String),
+    #[error("{0}")]
+    NoBmcAddress(String),
+    /// The owning agent is enrolled but not connected right now.
+    #[error("{0}")]
+    AgentOffline(String),
+    /// The agent did not answer within the request's deadline.
+    #[error("{0}")]
+    AgentTimeout(String),
+    /// The tunnel broke during the request.
+    #[error("{0}")]
+    TunnelFailed(String),
+    /// The BMC operation failed on the rack; the message says how.
+    #[error("{message}")]
+    Bmc {
+        kind: crate::rack::BmcFailureKind,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +143,22 @@ impl ApiError {
             ApiError::Forbidden(_) => RetCode::FORBIDDEN,
             ApiError::InUse(_) => RetCode::IN_USE,
             ApiError::PartialFailure { .. } => RetCode::PARTIAL_FAILURE,
+            ApiError::RackUnassigned(_) => RetCode::RACK_UNASSIGNED,
+            ApiError::NoBmcAddress(_) => RetCode::NO_BMC_ADDRESS,
+            ApiError::AgentOffline(_) => RetCode::AGENT_OFFLINE,
+            ApiError::AgentTimeout(_) => RetCode::AGENT_TIMEOUT,
+            ApiError::TunnelFailed(_) => RetCode::TUNNEL_FAILED,
+            ApiError::Bmc { kind, .. } => {
+                use crate::rack::BmcFailureKind as K;
+                match kind {
+                    K::AuthFailed => RetCode::BMC_AUTH_FAILED,
+                    K::UnsupportedCipherSuite | K::Unsupported => RetCode::BMC_UNSUPPORTED,
+                    K::ActionDidNotComplete => RetCode::POWER_NOT_COMPLETED,
+                    K::Protocol => RetCode::BMC_PROTOCOL,
+                    K::Unreachable => RetCode::BMC_UNREACHABLE,
+                    K::Timeout => RetCode::BMC_TIMEOUT,
+                }
+            }
             ApiError::Internal(_) => RetCode::INTERNAL,
         }
     }

@@ -199,6 +199,16 @@ pub struct PmInfo {
     #[serde(rename = "BMCDetails")]
     pub bmc_details: BmcDetails,
     pub failure_reason: String,
+    /// ironrack: the rack whose agent owns this machine ("" when none).
+    pub rack: String,
+    /// ironrack: that agent's id.
+    #[serde(rename = "AgentID")]
+    pub agent_id: String,
+    /// ironrack: `online`, `offline` (the agent is not connected: power
+    /// state is the last one seen) or `unassigned` (no agent reaches it).
+    pub rack_state: String,
+    /// ironrack: why a machine is unassigned or offline.
+    pub rack_message: String,
 }
 
 /// One machine as ListPMV2 shows it.
@@ -249,4 +259,14 @@ pub struct PmInfoV2 {
     pub hardware_info: String,
     pub rack_location: String,
     pub custom_metrics_path: String,
+    /// ironrack: the rack whose agent owns this machine ("" when none).
+    pub rack: String,
+    /// ironrack: that agent's id.
+    #[serde(rename = "AgentID")]
+    pub agent_id: String,
+    /// ironrack: `online`, `offline` (the agent is not connected: power
+    /// state is the last one seen) or `unassigned` (no agent reaches it).
+    pub rack_state: String,
+    /// ironrack: why a machine is unassigned or offline.
+    pub rack_message: String,
 }

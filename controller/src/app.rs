@@ -1,13 +1,14 @@
 //! The controller's shared state and its first-start bootstrap (seal key, store, admin key).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ironrack_common::ids::random_hex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::rack::Rack;
 use crate::seal::{SealError, Sealer, write_private_file};
 use crate::store::{KeyRecord, RedbStore, Store, StoreError};
 
@@ -40,8 +41,12 @@ impl Caller {
 
 pub struct App {
     pub store: Arc<dyn Store>,
-    pub sealer: Sealer,
+    /// The same store, as the backend the agent hub persists into.
+    pub redb: Arc<RedbStore>,
+    pub sealer: Arc<Sealer>,
     pub config: Config,
+    /// The racks, once the tunnel endpoint is up (`serve` starts it).
+    pub rack: OnceLock<Arc<Rack>>,
 }
 
 /// The file an operator (or the CLI) reads to call the API as admin.
@@ -99,14 +104,30 @@ impl App {
             source,
         })?;
         let sealer = Sealer::open_or_create(&dir.join("seal.key"))?;
-        let store = RedbStore::open(&dir.join("controller.redb"))?;
+        let store = Arc::new(RedbStore::open(&dir.join("controller.redb"))?);
         let app = App {
-            store: Arc::new(store),
-            sealer,
+            store: store.clone(),
+            redb: store,
+            sealer: Arc::new(sealer),
             config,
+            rack: OnceLock::new(),
         };
         app.ensure_admin_key(&dir)?;
         Ok(app)
+    }
+
+    /// The racks, or the RetCode saying the tunnel is not running.
+    pub fn rack(&self) -> Result<&Arc<Rack>, ironrack_common::ApiError> {
+        self.rack.get().ok_or_else(|| {
+            ironrack_common::ApiError::Internal("the agent tunnel endpoint is not running".into())
+        })
+    }
+
+    /// Tells the rack reconciler that machines changed.
+    pub fn machines_changed(&self) {
+        if let Some(r) = self.rack.get() {
+            r.poke();
+        }
     }
 
     fn ensure_admin_key(&self, dir: &Path) -> Result<(), BootstrapError> {

@@ -17,6 +17,51 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub tunnel: TunnelConfig,
+}
+
+/// The QUIC endpoint rack agents dial.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// UDP address and port agents connect to. Default `127.0.0.1:8641`.
+    #[serde(default = "default_tunnel_listen")]
+    pub listen: SocketAddr,
+    /// DNS names and IP addresses agents use to reach the controller; they
+    /// go into the tunnel's server certificate. Default: `localhost` and
+    /// the listen address (or 127.0.0.1 when listening on all addresses).
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+fn default_tunnel_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8641))
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        TunnelConfig {
+            listen: default_tunnel_listen(),
+            server_names: Vec::new(),
+        }
+    }
+}
+
+impl TunnelConfig {
+    /// The names for the server certificate, defaults filled in.
+    pub fn names(&self) -> Vec<String> {
+        if !self.server_names.is_empty() {
+            return self.server_names.clone();
+        }
+        let ip = self.listen.ip();
+        let ip = if ip.is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            ip.to_string()
+        };
+        vec!["localhost".to_owned(), ip]
+    }
 }
 
 /// The action API listener.
@@ -71,6 +116,7 @@ impl Default for Config {
         Config {
             data_dir: default_data_dir(),
             api: ApiConfig::default(),
+            tunnel: TunnelConfig::default(),
         }
     }
 }

@@ -7,5 +7,6 @@ pub mod bench;
 pub mod ca;
 pub mod config;
 pub mod hub;
+pub mod rack;
 pub mod seal;
 pub mod store;

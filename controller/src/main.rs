@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use ironrack_controller::api::{self, server};
 use ironrack_controller::app::App;
 use ironrack_controller::config::Config;
+use ironrack_controller::hub::{Hub, HubConfig};
+use ironrack_controller::rack::Rack;
+use ironrack_controller::store::RedbHubStore;
 
 /// The ironrack controller: the action API operators and consoles call.
 #[derive(Parser, Debug)]
@@ -23,6 +26,9 @@ struct Args {
     /// Overrides `api.listen` from the config, e.g. 127.0.0.1:8640.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Overrides `tunnel.listen`: the UDP address agents dial, e.g. 0.0.0.0:8641.
+    #[arg(long)]
+    tunnel_listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -68,6 +74,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         config.api.listen = l;
     }
+    if let Some(l) = args.tunnel_listen {
+        config.tunnel.listen = l;
+    }
     let app = App::open(config).context("cannot open the controller's data directory")?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(Arc::new(app)),
@@ -87,8 +96,24 @@ fn serve(app: Arc<App>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let local = listener.local_addr()?;
         let tls = cfg.tls_cert.clone().zip(cfg.tls_key.clone());
+        let tunnel = app.config.tunnel.clone();
+        let hub = Hub::start(
+            HubConfig {
+                listen: tunnel.listen,
+                server_names: tunnel.names(),
+                data_dir: app.config.data_dir.clone(),
+            },
+            Arc::new(RedbHubStore(app.redb.clone())),
+        )
+        .await
+        .with_context(|| format!("cannot start the agent tunnel on {}", tunnel.listen))?;
+        let tunnel_addr = hub.local_addr();
+        let rack = Rack::new(hub, app.store.clone(), app.sealer.clone());
+        rack.spawn_workers();
+        let _ = app.rack.set(rack.clone());
         tracing::info!(
             listen = %local,
+            tunnel = %tunnel_addr,
             tls = tls.is_some(),
             data_dir = %app.config.data_dir.display(),
             version = env!("CARGO_PKG_VERSION"),
@@ -105,6 +130,7 @@ fn serve(app: Arc<App>) -> anyhow::Result<()> {
             tracing::info!("shutting down");
         };
         server::serve(listener, api::router(app), tls, shutdown).await?;
+        rack.hub().shutdown().await;
         Ok(())
     })
 }

@@ -18,7 +18,7 @@ echo "seeding $count machines..."
 start=$(date +%s.%N)
 "$bin/ironrack-controller" --data-dir "$work/data" bench-seed --count "$count" --region bench 2>/dev/null
 echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s"
-"$bin/ironrack-controller" --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/log" 2>&1 &
+"$bin/ironrack-controller" --data-dir "$work/data" --listen "127.0.0.1:$port" --tunnel-listen 127.0.0.1:0 >"$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
 echo "controller RSS after load: $(grep VmRSS /proc/$pid/status | awk '{print $2/1024 " MiB"}')"

@@ -34,7 +34,15 @@ def controller():
     port = free_port()
     log = open(os.path.join(tmp.name, "controller.log"), "w")
     proc = subprocess.Popen(
-        [str(exe), "--data-dir", os.path.join(tmp.name, "data"), "--listen", f"127.0.0.1:{port}"],
+        [
+            str(exe),
+            "--data-dir",
+            os.path.join(tmp.name, "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--tunnel-listen",
+            "127.0.0.1:0",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -27,6 +27,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A UDP port nobody listens on right now (for the tunnel).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free loopback UDP port")
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -51,6 +59,8 @@ pub struct Controller {
     child: Option<Child>,
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
+    /// The UDP address agents dial; kept across restarts.
+    pub tunnel: SocketAddr,
     pub log: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
@@ -67,6 +77,7 @@ impl Controller {
             child: None,
             data_dir: tmp.path().join("data"),
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            tunnel: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
             log: tmp.path().join("controller.log"),
             _tmp: Some(tmp),
             env: env
@@ -87,6 +98,7 @@ impl Controller {
                 return;
             }
             self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            self.tunnel = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
         }
         panic!("controller did not start; log:\n{}", self.log_text());
     }
@@ -102,6 +114,8 @@ impl Controller {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(self.addr.to_string())
+            .arg("--tunnel-listen")
+            .arg(self.tunnel.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);

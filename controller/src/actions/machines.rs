@@ -15,7 +15,7 @@ use ironrack_common::params::Params;
 use serde_json::json;
 
 use super::validate::{self as v, req_pmid, req_region};
-use super::views::{pm_info, pm_info_v2};
+use super::views::{self, pm_info, pm_info_v2};
 use super::{Ctx, Reply, reply};
 use crate::app::now_unix;
 use crate::store::{MachineQuery, MachineRecord, SortKey, TagFilter};
@@ -179,7 +179,11 @@ fn not_found(id: &PmId) -> ApiError {
     ApiError::not_found("machine", id.to_string())
 }
 
-fn load(ctx: &Ctx, id: &PmId, region: Option<&str>) -> Result<Arc<MachineRecord>, ApiError> {
+pub(super) fn load(
+    ctx: &Ctx,
+    id: &PmId,
+    region: Option<&str>,
+) -> Result<Arc<MachineRecord>, ApiError> {
     ctx.app
         .store
         .machine(id)?
@@ -242,11 +246,13 @@ fn create(ctx: &Ctx, p: &Params, gen_: Gen) -> Result<MachineRecord, ApiError> {
         require_tenant(ctx, c, param)?;
     }
     let project_id = v::project(p, "ProjectID")?.unwrap_or_default();
+    let rack = v::project(p, "Rack")?.unwrap_or_default();
     let edits = Edits::read(p, gen_)?;
     let now = now_unix();
     let mut m = MachineRecord {
         region,
         project_id,
+        rack,
         create_time: now,
         update_time: now,
         ..MachineRecord::default()
@@ -258,6 +264,7 @@ fn create(ctx: &Ctx, p: &Params, gen_: Gen) -> Result<MachineRecord, ApiError> {
         m.status = Status::Allocated;
     }
     let stored = ctx.app.store.insert_machine(m)?;
+    ctx.app.machines_changed();
     tracing::info!(pmid = %stored.pmid, region = %stored.region, status = %stored.status, "machine created");
     Ok((*stored).clone())
 }
@@ -267,13 +274,63 @@ pub fn create_pm(ctx: &Ctx, p: &Params) -> Result<Reply, ApiError> {
     Ok(reply(json!({ "PMID": m.pmid })))
 }
 
-pub fn create_pm_v2(ctx: &Ctx, p: &Params) -> Result<Reply, ApiError> {
-    let m = create(ctx, p, Gen::V2)?;
-    Ok(reply(json!({
-        "PMID": m.pmid,
-        "SN": m.sn,
-        "Message": format!("machine {} registered in region {} as {}", m.pmid, m.region, m.status),
-    })))
+/// How long CreatePMV2 waits for the BMC to tell its serial number.
+const IDENTIFY_ON_CREATE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Registers the machine, then — when its rack is online — asks the BMC for
+/// its serial number. A BMC that does not answer does not fail the create;
+/// the Message says why the SN is empty.
+pub fn create_pm_v2(ctx: Ctx, p: Params) -> super::BoxReply {
+    Box::pin(async move {
+        let c = ctx.clone();
+        let m = tokio::task::spawn_blocking(move || create(&c, &p, Gen::V2))
+            .await
+            .map_err(|_| ApiError::Internal("CreatePMV2 panicked".into()))??;
+        let registered = format!(
+            "machine {} registered in region {} as {}",
+            m.pmid, m.region, m.status
+        );
+        let (sn, note) = match identify_new(&ctx, &m).await {
+            Ok(id) => {
+                let store = ctx.app.store.clone();
+                let pmid = m.pmid.clone();
+                let found = id.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    store.update_machine(&pmid, &mut |r| {
+                        r.sn.clone_from(&found.serial_number);
+                        r.bmc_info.clone_from(&found.bmc_info);
+                        r.product_name.clone_from(&found.product);
+                        if r.bmc_type_name.is_empty() {
+                            r.bmc_type_name = found.kind.as_str().to_owned();
+                        }
+                        Ok(())
+                    })
+                })
+                .await;
+                (id.serial_number, String::new())
+            }
+            Err(why) => (String::new(), format!("; SN not read: {why}")),
+        };
+        Ok(reply(
+            json!({ "PMID": m.pmid, "SN": sn, "Message": format!("{registered}{note}") }),
+        ))
+    })
+}
+
+async fn identify_new(
+    ctx: &Ctx,
+    m: &MachineRecord,
+) -> Result<ironrack_common::rack::BmcIdentity, String> {
+    let rack = ctx.app.rack().map_err(|e| e.to_string())?;
+    let agent = rack.owner_of(m).map_err(|e| e.to_string())?;
+    let bmc = rack.bmc_spec(m).map_err(|e| e.to_string())?;
+    let request = ironrack_common::tunnel::AgentRequest::Identify { bmc };
+    match rack.call(&agent, request, IDENTIFY_ON_CREATE).await {
+        Ok(ironrack_common::tunnel::AgentResponse::Identity(Ok(id))) => Ok(id),
+        Ok(ironrack_common::tunnel::AgentResponse::Identity(Err(f))) => Err(f.message),
+        Ok(_) => Err("the rack agent answered something else".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn update(ctx: &Ctx, p: &Params, gen_: Gen) -> Result<Arc<MachineRecord>, ApiError> {
@@ -309,6 +366,7 @@ fn update(ctx: &Ctx, p: &Params, gen_: Gen) -> Result<Arc<MachineRecord>, ApiErr
         }
         Ok(())
     })?;
+    ctx.app.machines_changed();
     tracing::info!(pmid = %m.pmid, "machine updated");
     Ok(m)
 }
@@ -334,6 +392,7 @@ fn delete_one(ctx: &Ctx, id: &PmId, region: Option<&str>, action: &str) -> Resul
     })?;
     match deleted {
         Some(m) => {
+            ctx.app.machines_changed();
             tracing::info!(pmid = %m.pmid, region = %m.region, "machine deleted");
             Ok(())
         }
@@ -462,20 +521,22 @@ fn query(ctx: &Ctx, p: &Params) -> Result<MachineQuery, ApiError> {
 
 pub fn describe_pm(ctx: &Ctx, p: &Params) -> Result<Reply, ApiError> {
     let page = ctx.app.store.query_machines(&query(ctx, p)?)?;
+    let agents = views::agents(ctx);
     let infos = page
         .items
         .iter()
-        .map(|m| pm_info(ctx, m))
+        .map(|m| pm_info(ctx, m, &agents))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(reply(json!({ "Infos": infos, "TotalCount": page.total })))
 }
 
 pub fn list_pm_v2(ctx: &Ctx, p: &Params) -> Result<Reply, ApiError> {
     let page = ctx.app.store.query_machines(&query(ctx, p)?)?;
+    let agents = views::agents(ctx);
     let infos = page
         .items
         .iter()
-        .map(|m| pm_info_v2(ctx, m))
+        .map(|m| pm_info_v2(ctx, m, &agents))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(reply(json!({ "Infos": infos, "TotalCount": page.total })))
 }

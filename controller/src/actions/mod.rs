@@ -3,7 +3,9 @@
 //! Handlers are thin: read and validate parameters, call the store, shape
 //! the reply. One file per action group.
 
+mod agents;
 mod machines;
+mod power;
 mod settings;
 mod tenancy;
 pub mod validate;
@@ -20,8 +22,13 @@ use crate::app::{App, Caller};
 /// The fields of a successful answer (RetCode and Action are added at the edge).
 pub type Reply = Map<String, Value>;
 pub type Handler = fn(&Ctx, &Params) -> Result<Reply, ApiError>;
+pub type BoxReply =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, ApiError>> + Send>>;
+/// A handler that waits on the network (the tunnel to a rack).
+pub type AsyncHandler = fn(Ctx, Params) -> BoxReply;
 
 /// What a handler gets besides its parameters.
+#[derive(Clone)]
 pub struct Ctx {
     pub app: Arc<App>,
     pub caller: Caller,
@@ -41,6 +48,8 @@ pub enum Run {
     Inline(Handler),
     /// Writes to disk (fsync): run on the blocking pool.
     Blocking(Handler),
+    /// Talks to a rack agent.
+    Async(AsyncHandler),
 }
 
 pub struct ActionDef {
@@ -50,7 +59,7 @@ pub struct ActionDef {
 }
 
 use Access::{Admin, Any};
-use Run::{Blocking, Inline};
+use Run::{Async, Blocking, Inline};
 
 const fn def(name: &'static str, access: Access, run: Run) -> ActionDef {
     ActionDef { name, access, run }
@@ -59,7 +68,7 @@ const fn def(name: &'static str, access: Access, run: Run) -> ActionDef {
 /// Every action this controller answers.
 pub const ACTIONS: &[ActionDef] = &[
     def("CreatePM", Admin, Blocking(machines::create_pm)),
-    def("CreatePMV2", Admin, Blocking(machines::create_pm_v2)),
+    def("CreatePMV2", Admin, Async(machines::create_pm_v2)),
     def("UpdatePM", Any, Blocking(machines::update_pm)),
     def("UpdatePMV2", Any, Blocking(machines::update_pm_v2)),
     def("DeletePM", Admin, Blocking(machines::delete_pm)),
@@ -86,20 +95,31 @@ pub const ACTIONS: &[ActionDef] = &[
     def("CreateAPIKey", Admin, Blocking(tenancy::create_api_key)),
     def("ListAPIKeys", Admin, Inline(tenancy::list_api_keys)),
     def("DeleteAPIKey", Admin, Blocking(tenancy::delete_api_key)),
+    def("PowerONPM", Any, Async(power::power_on_pm)),
+    def("PowerSoftPM", Any, Async(power::power_soft_pm)),
+    def("PowerOFFPM", Any, Async(power::power_off_pm)),
+    def("PowerResetPM", Any, Async(power::power_reset_pm)),
+    def("PowerCyclePM", Any, Async(power::power_cycle_pm)),
+    def("PowerControlPMV2", Any, Async(power::power_control_pm_v2)),
+    def(
+        "GetPMPowerStatusV2",
+        Any,
+        Async(power::get_pm_power_status_v2),
+    ),
+    def("TestPMIPMIV2", Admin, Async(power::test_pm_ipmi_v2)),
+    def("DetectBMCTypeV2", Admin, Async(power::detect_bmc_type_v2)),
+    def(
+        "CreateAgentToken",
+        Admin,
+        Blocking(agents::create_agent_token),
+    ),
+    def("ListAgents", Admin, Inline(agents::list_agents)),
+    def("RevokeAgent", Admin, Blocking(agents::revoke_agent)),
 ];
 
 /// Actions of the spec that later capabilities bring; until then they are
 /// refused as unknown (161) with a message saying so — never a fake success.
 const NOT_YET: &[&str] = &[
-    "PowerONPM",
-    "PowerSoftPM",
-    "PowerOFFPM",
-    "PowerResetPM",
-    "PowerCyclePM",
-    "PowerControlPMV2",
-    "GetPMPowerStatusV2",
-    "TestPMIPMIV2",
-    "DetectBMCTypeV2",
     "PreparePMKVM",
     "CleanPMKVM",
     "AllocatePMKVMVNCSession",

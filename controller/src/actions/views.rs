@@ -4,7 +4,49 @@ use ironrack_common::ApiError;
 use ironrack_common::machine::{BmcDetails, KvmStatus, PmInfo, PmInfoV2};
 
 use super::Ctx;
+use crate::hub::AgentInfo;
+use crate::rack::{Placement, route};
 use crate::store::{MachineRecord, TenantRecord};
+
+/// The agents once per request, for every machine's placement.
+pub fn agents(ctx: &Ctx) -> Vec<AgentInfo> {
+    ctx.app.rack.get().map(|r| r.agents()).unwrap_or_default()
+}
+
+struct RackView {
+    rack: String,
+    agent_id: String,
+    state: &'static str,
+    message: String,
+    bmc_answers: bool,
+}
+
+fn rack_view(m: &MachineRecord, agents: &[AgentInfo]) -> RackView {
+    let placement = match route(&m.region, &m.ipmi_ip, &m.rack, agents) {
+        Ok(a) if a.connected => Placement::Online(a.clone()),
+        Ok(a) => Placement::Offline(a.clone()),
+        Err(why) => Placement::Unassigned(why),
+    };
+    let (rack, agent_id) = placement
+        .agent()
+        .map(|a| (a.rack.clone(), a.id.to_string()))
+        .unwrap_or_default();
+    let message = match &placement {
+        Placement::Online(_) => String::new(),
+        Placement::Offline(a) => format!(
+            "rack agent {} is offline; PowerStatus is the last state seen",
+            a.id
+        ),
+        Placement::Unassigned(why) => why.clone(),
+    };
+    RackView {
+        rack,
+        agent_id,
+        state: placement.state(),
+        message,
+        bmc_answers: matches!(placement, Placement::Online(_)) && m.ipmi_connected,
+    }
+}
 
 /// The default IPMI-over-LAN port (RMCP, UDP 623).
 const IPMI_PORT: u16 = 623;
@@ -47,8 +89,9 @@ pub fn bmc_address(m: &MachineRecord) -> String {
     }
 }
 
-pub fn pm_info(ctx: &Ctx, m: &MachineRecord) -> Result<PmInfo, ApiError> {
+pub fn pm_info(ctx: &Ctx, m: &MachineRecord, agents: &[AgentInfo]) -> Result<PmInfo, ApiError> {
     let tenant = tenant_of(ctx, m)?;
+    let rv = rack_view(m, agents);
     Ok(PmInfo {
         name: m.name.clone(),
         remark: m.remark.clone(),
@@ -70,7 +113,7 @@ pub fn pm_info(ctx: &Ctx, m: &MachineRecord) -> Result<PmInfo, ApiError> {
         ipmi_ip: m.ipmi_ip.clone(),
         ipmi_user: m.ipmi_user.clone(),
         ipmi_password: password_for(ctx, m)?,
-        ipmi_is_connected: m.ipmi_connected,
+        ipmi_is_connected: rv.bmc_answers,
         rack_location: m.rack_location.clone(),
         label: m.label.clone(),
         status: m.status.to_string(),
@@ -93,12 +136,21 @@ pub fn pm_info(ctx: &Ctx, m: &MachineRecord) -> Result<PmInfo, ApiError> {
             disable_certificate_verification: false,
         },
         failure_reason: m.failure_reason.clone(),
+        rack: rv.rack,
+        agent_id: rv.agent_id,
+        rack_state: rv.state.to_owned(),
+        rack_message: rv.message,
         ..PmInfo::default()
     })
 }
 
-pub fn pm_info_v2(ctx: &Ctx, m: &MachineRecord) -> Result<PmInfoV2, ApiError> {
+pub fn pm_info_v2(
+    ctx: &Ctx,
+    m: &MachineRecord,
+    agents: &[AgentInfo],
+) -> Result<PmInfoV2, ApiError> {
     let tenant = tenant_of(ctx, m)?;
+    let rv = rack_view(m, agents);
     Ok(PmInfoV2 {
         region: m.region.clone(),
         company_id: m.company_id,
@@ -129,11 +181,19 @@ pub fn pm_info_v2(ctx: &Ctx, m: &MachineRecord) -> Result<PmInfoV2, ApiError> {
         netmask: m.netmask.clone(),
         gateway: m.gateway.clone(),
         install_mode: m.install_mode.clone(),
-        validity_check_results: Vec::new(),
+        validity_check_results: if rv.state == "unassigned" {
+            vec![format!("unassigned: {}", rv.message)]
+        } else {
+            Vec::new()
+        },
         pm_tags: m.pm_tags.clone(),
         description: m.description.clone(),
         hardware_info: String::new(),
         rack_location: m.rack_location.clone(),
         custom_metrics_path: m.custom_metrics_path.clone(),
+        rack: rv.rack,
+        agent_id: rv.agent_id,
+        rack_state: rv.state.to_owned(),
+        rack_message: rv.message,
     })
 }

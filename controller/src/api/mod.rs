@@ -102,6 +102,9 @@ async fn process(
         Run::Blocking(f) => tokio::task::spawn_blocking(move || f(&ctx, &params))
             .await
             .unwrap_or_else(|_| Err(ApiError::Internal(format!("action {action} panicked")))),
+        Run::Async(f) => tokio::spawn(f(ctx, params))
+            .await
+            .unwrap_or_else(|_| Err(ApiError::Internal(format!("action {action} panicked")))),
     }
 }
 

@@ -6,6 +6,7 @@
 //! second implementation, not a rewrite. Every write is durable when the call
 //! returns; that is what lets an acknowledged API write survive `kill -9`.
 
+pub mod hub_store;
 mod index;
 pub mod redb_store;
 
@@ -17,6 +18,7 @@ use ironrack_common::lifecycle::Status;
 use ironrack_common::machine::UnifiedTag;
 use serde::{Deserialize, Serialize};
 
+pub use hub_store::RedbHubStore;
 pub use redb_store::RedbStore;
 
 /// One machine as stored. Both API generations read and write this record.
@@ -59,6 +61,9 @@ pub struct MachineRecord {
     pub install_mode: String,
     pub image_id: String,
     pub boot_device: String,
+    /// A rack named at creation pins the machine to that rack's agent;
+    /// empty means "whichever agent of the region reaches the BMC".
+    pub rack: String,
     // Observed state, filled by the rack agent (later issues).
     pub sn: String,
     pub product_name: String,
@@ -100,6 +105,7 @@ impl Default for MachineRecord {
             install_mode: String::new(),
             image_id: String::new(),
             boot_device: String::new(),
+            rack: String::new(),
             sn: String::new(),
             product_name: String::new(),
             power_status: String::new(),

@@ -21,11 +21,14 @@ use super::index::MachineIndex;
 use super::{
     Check, KeyRecord, MachinePage, MachineQuery, MachineRecord, Store, StoreError, TenantRecord,
 };
+use crate::hub::AgentRecord;
 
 const MACHINES: TableDefinition<&str, &[u8]> = TableDefinition::new("machines");
 const TENANTS: TableDefinition<i64, &[u8]> = TableDefinition::new("tenants");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+pub(super) const HUB_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("hub_tokens");
+pub(super) const HUB_AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hub_agents");
 
 fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::Storage {
@@ -50,12 +53,13 @@ struct Cache {
     machines: MachineIndex,
     tenants: BTreeMap<i64, TenantRecord>,
     keys: HashMap<String, KeyRecord>,
+    agents: BTreeMap<String, AgentRecord>,
 }
 
 pub struct RedbStore {
-    db: Database,
+    pub(super) db: Database,
     cache: RwLock<Cache>,
-    write_lock: Mutex<()>,
+    pub(super) write_lock: Mutex<()>,
 }
 
 impl RedbStore {
@@ -70,6 +74,10 @@ impl RedbStore {
                 .map_err(storage("creating tables"))?;
             wtx.open_table(KEYS).map_err(storage("creating tables"))?;
             wtx.open_table(SETTINGS)
+                .map_err(storage("creating tables"))?;
+            wtx.open_table(HUB_TOKENS)
+                .map_err(storage("creating tables"))?;
+            wtx.open_table(HUB_AGENTS)
                 .map_err(storage("creating tables"))?;
         }
         wtx.commit().map_err(storage("creating tables"))?;
@@ -98,6 +106,15 @@ impl RedbStore {
             let (k, v) = row.map_err(storage("loading keys"))?;
             cache
                 .keys
+                .insert(k.value().to_owned(), decode(k.value(), v.value())?);
+        }
+        let t = rtx
+            .open_table(HUB_AGENTS)
+            .map_err(storage("loading agents"))?;
+        for row in t.iter().map_err(storage("loading agents"))? {
+            let (k, v) = row.map_err(storage("loading agents"))?;
+            cache
+                .agents
                 .insert(k.value().to_owned(), decode(k.value(), v.value())?);
         }
         drop(t);
@@ -140,6 +157,30 @@ impl RedbStore {
             cache.machines.insert(Arc::new(m));
         }
         Ok(())
+    }
+
+    /// Inserts or replaces an enrolled agent's record.
+    pub fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
+        let _w = self.write_lock.lock();
+        let wtx = self.db.begin_write().map_err(storage("writing an agent"))?;
+        {
+            let mut t = wtx
+                .open_table(HUB_AGENTS)
+                .map_err(storage("writing an agent"))?;
+            t.insert(agent.id.as_str(), encode(&agent).as_slice())
+                .map_err(storage("writing an agent"))?;
+        }
+        wtx.commit().map_err(storage("committing an agent"))?;
+        self.cache
+            .write()
+            .agents
+            .insert(agent.id.as_str().to_owned(), agent);
+        Ok(())
+    }
+
+    /// Every enrolled agent, from memory, ordered by id.
+    pub fn agents_cached(&self) -> Vec<AgentRecord> {
+        self.cache.read().agents.values().cloned().collect()
     }
 
     fn put_machine_durably(&self, m: &MachineRecord) -> Result<(), StoreError> {
