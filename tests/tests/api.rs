@@ -37,7 +37,7 @@ fn gateway_codes() {
     assert_eq!(v["Action"], "Response");
     assert_err(&api.call("Nope", &[]), 161, "Nope");
     assert_err(
-        &api.call("PowerONPM", &[("PMID", "x")]),
+        &api.call("PreparePMKVM", &[("PMID", "x")]),
         161,
         "not available in this version",
     );
