@@ -51,6 +51,23 @@ enum Cmd {
     /// API keys (admin).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Rack agents (admin).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentCmd {
+    /// A one-time enrollment token for an agent of --region; prints the token.
+    Token {
+        /// Seconds the token stays valid (60 to 604800).
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u32,
+    },
+    /// Enrolled agents as a table.
+    List,
+    /// Revoke an agent: its tunnel closes and it can never connect again.
+    Revoke { agent_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +130,10 @@ enum PmCmd {
         #[arg(long)]
         company: i64,
     },
+    /// Power a machine: on, off, soft, reset or cycle.
+    Power { pmid: String, action: String },
+    /// Read a machine's power state from its BMC now.
+    Status { pmid: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -412,6 +433,20 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     }
                     fail_if_error(&client.call("AllocatePM", ps)?)?;
                 }
+                PmCmd::Power { pmid, action } => {
+                    let v = client.call(
+                        "PowerControlPMV2",
+                        vec![p("Region", &r), p("PMID", pmid), p("PowerAction", action)],
+                    )?;
+                    fail_if_error(&v)?;
+                    println!("{}", s(&v, "Message"));
+                }
+                PmCmd::Status { pmid } => {
+                    let v = client
+                        .call("GetPMPowerStatusV2", vec![p("Region", &r), p("PMID", pmid)])?;
+                    fail_if_error(&v)?;
+                    println!("{}", s(&v, "PowerStatus"));
+                }
                 PmCmd::Recycle { pmid, company } => {
                     fail_if_error(&client.call(
                         "RecyclePM",
@@ -448,6 +483,50 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             fail_if_error(&v)?;
             print_json(&v);
         }
+        Cmd::Agent(cmd) => match cmd {
+            AgentCmd::Token { expires_in } => {
+                let r = region(cli)?;
+                let v = client.call(
+                    "CreateAgentToken",
+                    vec![p("Region", &r), p("ExpiresIn", &expires_in.to_string())],
+                )?;
+                fail_if_error(&v)?;
+                println!("{}", s(&v, "Token"));
+            }
+            AgentCmd::List => {
+                let v = client.call("ListAgents", vec![])?;
+                fail_if_error(&v)?;
+                println!(
+                    "{:<17} {:<10} {:<12} {:<10} {:<28} {:<10}",
+                    "AGENT", "REGION", "RACK", "STATE", "BMC NETWORKS", "VERSION"
+                );
+                for a in v["Infos"].as_array().cloned().unwrap_or_default() {
+                    let state = if a["Revoked"] == true {
+                        "revoked"
+                    } else if a["Connected"] == true {
+                        "online"
+                    } else {
+                        "offline"
+                    };
+                    let nets: Vec<&str> = a["BMCNetworks"]
+                        .as_array()
+                        .map(|n| n.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<17} {:<10} {:<12} {:<10} {:<28} {:<10}",
+                        s(&a, "AgentID"),
+                        s(&a, "Region"),
+                        s(&a, "Rack"),
+                        state,
+                        nets.join(","),
+                        s(&a, "Version")
+                    );
+                }
+            }
+            AgentCmd::Revoke { agent_id } => {
+                fail_if_error(&client.call("RevokeAgent", vec![p("AgentID", agent_id)])?)?;
+            }
+        },
         Cmd::Key(cmd) => {
             let v = match cmd {
                 KeyCmd::Create {
