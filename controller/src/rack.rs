@@ -291,7 +291,7 @@ impl Rack {
                 _ = tokio::time::sleep(SYNC_INTERVAL) => {}
             }
             round = round.wrapping_add(1);
-            if round % FULL_RESYNC_EVERY == 0 {
+            if round.is_multiple_of(FULL_RESYNC_EVERY) {
                 pushed.clear();
             }
             let agents = self.agents();

@@ -140,6 +140,7 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         false
     }
 

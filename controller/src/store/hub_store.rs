@@ -155,7 +155,7 @@ mod tests {
                 rack: "a".into(),
                 bmc_networks: vec!["127.0.0.0/8".into()],
                 agent_version: "0".into(),
-                cert_fingerprint: fp.clone(),
+                cert_fingerprint: fp,
                 enrolled_unix_s: 1,
                 last_seen_unix_s: None,
                 revoked: false,
