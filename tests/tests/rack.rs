@@ -267,7 +267,7 @@ fn power_actions_reach_the_bmc_through_the_tunnel() {
     let created = machine(&api, &bmcs.addr(0), PASSWORD);
     let pmid = created["PMID"].as_str().unwrap().to_owned();
     assert_eq!(
-        created["SN"], "LAB-SN-0",
+        created["SN"], "LAB-SN-0000",
         "CreatePMV2 reads the SN from the BMC: {created}"
     );
     assert_eq!(describe(&api, &pmid)["RackState"], "online");
@@ -334,7 +334,7 @@ fn power_actions_reach_the_bmc_through_the_tunnel() {
         ],
     );
     assert_eq!(v["Success"], true, "{v}");
-    assert_eq!(v["SerialNumber"], "LAB-SN-1");
+    assert_eq!(v["SerialNumber"], "LAB-SN-0001");
     let v = api.ok(
         "TestPMIPMIV2",
         &[
