@@ -604,8 +604,8 @@ async fn while_the_link_is_down_the_latest_state_per_machine_waits_and_is_sent_o
     assert!(sent.try_recv().is_err(), "sent while offline");
 
     sink.set_connected(true);
-    let mut got = vec![next(&mut sent).await, next(&mut sent).await];
-    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut got = [next(&mut sent).await, next(&mut sent).await];
+    got.sort_by_key(|a| a.0);
     assert!(got[0].0 < got[1].0);
     let mut states: Vec<_> = got.iter().map(|(_, e)| observed(e)).collect();
     states.sort_by_key(|s| s.0);
