@@ -405,7 +405,13 @@ async fn a_power_action_cut_off_by_its_deadline_still_completes_and_the_bmc_stay
 async fn sync_machines_closes_sessions_of_machines_no_longer_owned() {
     init_tracing();
     let lab = IpmiLab::start(2);
-    let svc = service();
+    let pool = BmcPool::new(driver_options());
+    let config = PowerSyncConfig {
+        interval: Duration::from_millis(300),
+        ..PowerSyncConfig::default()
+    };
+    let (sync, _events) = PowerSync::spawn(pool.clone(), config, vec![]);
+    let svc = AgentService::new(pool, driver_options(), Some(sync));
     let machines = vec![
         ManagedMachine {
             pmid: "pm-0".into(),
@@ -421,10 +427,14 @@ async fn sync_machines_closes_sessions_of_machines_no_longer_owned() {
         .await
         .unwrap();
     assert_eq!(done, AgentResponse::Done(Ok(())));
+    // pm-0's session comes from a request, pm-1's from the power sync alone.
     status(&svc, lab.spec(0)).await;
-    status(&svc, lab.spec(1)).await;
+    let deadline = Instant::now() + STEP;
+    while lab.active_sessions(1) != 2 {
+        assert!(Instant::now() < deadline, "the power sync never read pm-1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(lab.active_sessions(0), 2);
-    assert_eq!(lab.active_sessions(1), 2);
 
     // pm-1 moves away; a machine with an unusable address is named.
     let mut broken = lab.spec(0);
