@@ -196,17 +196,20 @@ impl AgentService {
             }
         }
         let count = sync.len();
+        // Pooled drivers come from two places: requests here (`pooled`) and
+        // the power sync, which only ever reads owned machines (`targets`).
         let gone: Vec<String> = {
             let mut owned = self.owned.lock();
-            let gone = owned
+            let gone: HashSet<String> = owned
                 .pooled
                 .iter()
+                .chain(owned.targets.keys())
                 .filter(|a| !targets.contains_key(*a))
                 .cloned()
                 .collect();
             owned.pooled.retain(|a| targets.contains_key(a));
             owned.targets = targets;
-            gone
+            gone.into_iter().collect()
         };
         if let Some(s) = &self.sync {
             s.set_machines(sync).await.map_err(|e| BmcFailure {
