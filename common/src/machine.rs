@@ -259,6 +259,12 @@ pub struct PmInfoV2 {
     pub hardware_info: String,
     pub rack_location: String,
     pub custom_metrics_path: String,
+    /// ironrack: `on`, `off`, or empty until the rack has seen the BMC
+    /// (the same value as DescribePM's PowerStatus).
+    pub power_status: String,
+    /// ironrack: the BMC answered the rack's last look.
+    #[serde(rename = "IPMIIsConnected")]
+    pub ipmi_is_connected: bool,
     /// ironrack: the rack whose agent owns this machine ("" when none).
     pub rack: String,
     /// ironrack: that agent's id.

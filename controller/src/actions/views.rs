@@ -191,6 +191,8 @@ pub fn pm_info_v2(
         hardware_info: String::new(),
         rack_location: m.rack_location.clone(),
         custom_metrics_path: m.custom_metrics_path.clone(),
+        power_status: m.power_status.clone(),
+        ipmi_is_connected: rv.bmc_answers,
         rack: rv.rack,
         agent_id: rv.agent_id,
         rack_state: rv.state.to_owned(),
