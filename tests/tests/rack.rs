@@ -39,6 +39,11 @@ struct Bmcs {
 
 impl Bmcs {
     fn start(n: u16) -> Bmcs {
+        Self::start_with(n, "1")
+    }
+
+    /// `soft_delay`: seconds a soft off takes on these BMCs (IPMI_SIM_SOFT_DELAY).
+    fn start_with(n: u16, soft_delay: &str) -> Bmcs {
         need("ipmi_sim");
         need("ipmitool");
         let dir = tempfile::tempdir().unwrap();
@@ -50,6 +55,7 @@ impl Bmcs {
                 &n.to_string(),
                 &base.to_string(),
             ])
+            .env("IPMI_SIM_SOFT_DELAY", soft_delay)
             .status()
             .unwrap();
         assert!(status.success(), "ipmi-sim.sh start failed");
@@ -498,4 +504,146 @@ fn racks_survive_a_controller_restart_and_tokens_work_once() {
         1010,
         "agt-000000000000",
     );
+}
+
+/// sushy-tools' Redfish emulator over HTTPS with basic auth, one system.
+struct Redfish {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Redfish {
+    fn start() -> Redfish {
+        let dir = tempfile::tempdir().unwrap();
+        let port = ironrack_tests::free_port();
+        let status = Command::new(repo().join("deploy/lab/redfish-sim.sh"))
+            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .env("REDFISH_SIM_SYSTEMS", "1")
+            .env("REDFISH_SIM_TLS", "1")
+            .env("REDFISH_SIM_USER", USER)
+            .env("REDFISH_SIM_PASSWORD", PASSWORD)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "redfish-sim.sh start failed: run deploy/lab/install-peers.sh"
+        );
+        Redfish { dir, port }
+    }
+
+    /// PowerState as the emulator itself reports it.
+    fn power(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sk", "-u", &format!("{USER}:{PASSWORD}")])
+            .arg(format!(
+                "https://127.0.0.1:{}/redfish/v1/Systems/00000000-0000-4000-8000-000000000000",
+                self.port
+            ))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["PowerState"].as_str().unwrap_or_default().to_lowercase()
+    }
+}
+
+impl Drop for Redfish {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("deploy/lab/redfish-sim.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}
+
+#[test]
+fn redfish_power_through_the_controller() {
+    let rf = Redfish::start();
+    let c = Controller::start();
+    let api = c.admin();
+    let _agent = Agent::start(&c, &token(&api), "rack-a", &["127.0.0.0/8"]);
+    wait_until("the agent to connect", Duration::from_secs(30), || {
+        connected(&api, "rack-a")
+    });
+    let pmid = api.ok(
+        "CreatePMV2",
+        &[
+            ("Region", "r1"),
+            ("IPMIIP", &format!("127.0.0.1:{}", rf.port)),
+            ("IPMIUsername", USER),
+            ("IPMIPassword", PASSWORD),
+            ("BMCTypeName", "redfish"),
+        ],
+    )["PMID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(rf.power(), "off");
+    let v = power(&api, &pmid, "on");
+    assert_eq!(v["RetCode"], 0, "{v}");
+    assert_eq!(
+        rf.power(),
+        "on",
+        "the driver waits until the emulator reports the change"
+    );
+    let v = api.ok("GetPMPowerStatusV2", &[("Region", "r1"), ("PMID", &pmid)]);
+    assert_eq!(v["PowerStatus"], "on");
+    let v = power(&api, &pmid, "off");
+    assert_eq!(v["RetCode"], 0, "{v}");
+    assert_eq!(rf.power(), "off");
+    // Wrong credentials are their own RetCode over Redfish too.
+    api.ok(
+        "UpdatePMV2",
+        &[("Region", "r1"), ("PMID", &pmid), ("IPMIPassword", "nope")],
+    );
+    assert_err(&power(&api, &pmid, "on"), 1050, "");
+}
+
+#[test]
+fn a_controller_killed_mid_request_loses_nothing_on_the_rack() {
+    let bmcs = Bmcs::start_with(1, "4");
+    let mut c = Controller::start();
+    let api = c.admin();
+    let _agent = Agent::start(&c, &token(&api), "rack-a", &["127.0.0.0/8"]);
+    wait_until("the agent to connect", Duration::from_secs(30), || {
+        connected(&api, "rack-a")
+    });
+    let pmid = machine(&api, &bmcs.addr(0), PASSWORD)["PMID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.ok("PowerONPM", &[("PMID", &pmid)]);
+
+    // A soft off takes 4 s on this BMC; the controller dies after 1 s.
+    let caller = {
+        let api = api.clone();
+        let pmid = pmid.clone();
+        std::thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                api.call("PowerSoftPM", &[("PMID", &pmid)])
+            }))
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    c.kill9();
+    assert!(
+        caller.join().unwrap().is_err(),
+        "the caller saw the controller die"
+    );
+
+    // The rack finished the soft off on its own; after the restart the
+    // agent reconnects and its power sync brings the controller up to date.
+    c.restart();
+    let api = c.admin();
+    wait_until("the BMC to be off", Duration::from_secs(20), || {
+        bmcs.power(0) == "off"
+    });
+    wait_until("the agent to reconnect", Duration::from_secs(40), || {
+        connected(&api, "rack-a")
+    });
+    wait_until(
+        "the controller to learn the machine is off",
+        Duration::from_secs(30),
+        || describe(&api, &pmid)["PowerStatus"] == "off",
+    );
+    assert_eq!(power(&api, &pmid, "on")["RetCode"], 0);
+    assert_eq!(bmcs.power(0), "on");
 }
