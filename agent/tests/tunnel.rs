@@ -477,7 +477,19 @@ async fn a_call_past_its_deadline_times_out_and_the_link_survives() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(err, HubError::Timeout { .. }), "{err:?}");
+    // Either side may notice first: the hub's own timer, or the agent
+    // cutting its handler off at the same deadline and saying so.
+    assert!(
+        matches!(
+            err,
+            HubError::Timeout { .. }
+                | HubError::Agent {
+                    source: TunnelError::DeadlineExceeded,
+                    ..
+                }
+        ),
+        "{err:?}"
+    );
     assert!(
         elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"

@@ -485,7 +485,7 @@ fn racks_survive_a_controller_restart_and_tokens_work_once() {
     let api = c.admin();
     wait_until(
         "the agent to reconnect after the restart",
-        Duration::from_secs(40),
+        Duration::from_secs(25),
         || connected(&api, "rack-a"),
     );
     let v = power(&api, &pmid, "on");

@@ -508,7 +508,7 @@ fn query(ctx: &Ctx, p: &Params) -> Result<MachineQuery, ApiError> {
     q.hostname = nonempty(p, "Hostname")?;
     q.sn = nonempty(p, "SN")?;
     q.ip = nonempty(p, "IP")?;
-    q.ipmi_ip = nonempty(p, "IPMIIP")?;
+    q.ipmi_ip = v::bmc_address(p, "IPMIIP")?.filter(|s| !s.is_empty());
     q.tag = nonempty(p, "Tag")?.map(|t| match t.split_once('=') {
         Some((k, v)) => TagFilter::KeyValue(k.to_owned(), v.to_owned()),
         None => TagFilter::Key(t),

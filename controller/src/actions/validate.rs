@@ -122,20 +122,42 @@ pub fn hostname(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// A BMC address: an IP, or IP and port (`198.51.100.7:623`, `[2001:db8::7]:623`).
+/// Stored in one canonical spelling so one BMC cannot be registered twice:
+/// the default port 623 is dropped and IPv4-mapped IPv6 becomes IPv4.
 pub fn bmc_address(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
     let Some(a) = p.opt_str(name)? else {
         return Ok(None);
     };
-    let a = a.trim().to_owned();
-    if a.is_empty() || a.parse::<IpAddr>().is_ok() || a.parse::<SocketAddr>().is_ok() {
-        Ok(Some(a))
-    } else {
-        Err(ApiError::invalid(
+    let a = a.trim();
+    if a.is_empty() {
+        return Ok(Some(String::new()));
+    }
+    let canonical_ip = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if let Ok(ip) = a.parse::<IpAddr>() {
+        return Ok(Some(canonical_ip(ip).to_string()));
+    }
+    match a.parse::<SocketAddr>() {
+        Ok(sa) if sa.port() == 0 => Err(ApiError::invalid(name, "port 0 is not a BMC port")),
+        Ok(sa) => {
+            let ip = canonical_ip(sa.ip());
+            Ok(Some(if sa.port() == IPMI_PORT {
+                ip.to_string()
+            } else {
+                SocketAddr::new(ip, sa.port()).to_string()
+            }))
+        }
+        Err(_) => Err(ApiError::invalid(
             name,
             format!("{a:?} is not an IP address or IP:port"),
-        ))
+        )),
     }
 }
+
+/// IPMI over LAN (RMCP) listens on UDP 623 unless told otherwise.
+const IPMI_PORT: u16 = 623;
 
 pub fn ip(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
     let Some(a) = p.opt_str(name)? else {

@@ -26,7 +26,7 @@ pub fn authenticate(app: &App, flat: &BTreeMap<String, Value>) -> Result<Caller,
     let record = app
         .store
         .key(&public_key)?
-        .ok_or_else(|| ApiError::UnknownPublicKey(public_key.clone()))?;
+        .ok_or_else(|| ApiError::UnknownPublicKey(super::printable(&public_key)))?;
     let private_key = app
         .sealer
         .open_str(

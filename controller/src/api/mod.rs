@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::any;
 use ironrack_common::ApiError;
 use ironrack_common::ids::random_hex;
 use ironrack_common::params::Params;
@@ -30,7 +30,10 @@ use crate::app::App;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(handle).post(handle))
+        .route("/", any(handle))
+        // Every other path and method still answers in the API's own
+        // terms (HTTP 200, a RetCode), never a bare 404 or 405.
+        .fallback(handle)
         .with_state(app)
 }
 
@@ -81,8 +84,14 @@ async fn process(
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(ApiError::MissingAction),
     };
+    let Some(def) = actions::find(&action) else {
+        // The name is the caller's text: bound and escape it before it
+        // reaches the log or the answer.
+        let shown = printable(&action);
+        action_out.clone_from(&shown);
+        return Err(actions::unknown(&shown));
+    };
     action_out.clone_from(&action);
-    let def = actions::find(&action).ok_or_else(|| actions::unknown(&action))?;
     let caller = auth::authenticate(app, &flat)?;
     caller_out.clone_from(&caller.public_key);
     if def.access == Access::Admin && !caller.is_admin() {
@@ -106,6 +115,23 @@ async fn process(
             .await
             .unwrap_or_else(|_| Err(ApiError::Internal(format!("action {action} panicked")))),
     }
+}
+
+/// Longest piece of caller text echoed into a log line or a message.
+const ECHO_LIMIT: usize = 64;
+
+/// The caller's text made safe to echo: control characters escaped, cut to
+/// [`ECHO_LIMIT`] characters.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(ECHO_LIMIT)
+        .flat_map(char::escape_default)
+        .collect();
+    if s.chars().count() > ECHO_LIMIT {
+        out.push('…');
+    }
+    out
 }
 
 /// How much of an oversized body is read and thrown away before answering,

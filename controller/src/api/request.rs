@@ -27,6 +27,13 @@ fn put(flat: &mut BTreeMap<String, Value>, name: String, value: Value) -> Result
 
 fn put_form(flat: &mut BTreeMap<String, Value>, bytes: &[u8]) -> Result<(), ApiError> {
     for (k, v) in form_urlencoded::parse(bytes) {
+        // form_urlencoded decodes invalid UTF-8 lossily; a replacement
+        // character means the caller sent bytes that are not text.
+        if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+            return Err(ApiError::MalformedBody(
+                "a parameter is not valid UTF-8 after percent-decoding".into(),
+            ));
+        }
         if k.is_empty() {
             continue;
         }

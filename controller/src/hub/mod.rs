@@ -194,12 +194,28 @@ impl Hub {
         let ca = ControllerCa::load_or_create(&config.data_dir)?;
         let identity = ca.issue_server_identity(&config.server_names)?;
         let server_config = tls::server_config(ca.cert_der(), identity)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-            HubError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
+        let bind_err = |source| HubError::Bind {
+            addr: config.listen,
+            source,
+        };
+        // The stateless-reset key survives restarts: after a crash the new
+        // process answers an agent's packets for the old connection with a
+        // reset the agent recognises, so it redials at once instead of
+        // waiting out its idle timeout (RFC 9000 §10.3).
+        let reset_key = load_or_create_reset_key(&config.data_dir.join("tunnel-reset.key"))
+            .map_err(bind_err)?;
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &reset_key,
+        )));
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config,
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_DEPTH);
         let inner = Arc::new(Inner {
             endpoint,
@@ -412,5 +428,27 @@ impl Hub {
             .await
             .is_ok();
         tracing::debug!(elapsed = ?started.elapsed(), drained, "tunnel hub stopped");
+    }
+}
+
+/// Reads the 32-byte stateless-reset key, creating it (mode 0600) on first start.
+fn load_or_create_reset_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() == 32 => Ok(key),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} must hold exactly 32 bytes", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                .map_err(|_| std::io::Error::other("the system random source failed"))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::seal::write_private_file(path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
     }
 }

@@ -10,10 +10,11 @@ use rustls::server::WebPkiClientVerifier;
 use crate::ca::ServerIdentity;
 
 /// How long a connection may be silent before it is considered dead. Agents
-/// send keepalives every 10 s (see the agent's tunnel config), so 30 s is
-/// three missed keepalives: a dead rack shows as offline within half a
-/// minute, and a brief loss of two packets does not flap it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// send keepalives every 4 s (see the agent's tunnel config), so 12 s is
+/// three missed keepalives: a dead rack shows as offline within 12 s, a
+/// crashed controller is noticed by its agents as fast, and a brief loss of
+/// two packets does not flap the link.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// Agent-opened streams (hello, events) that may be open at once per agent.
 /// Events are small and acked quickly; 32 leaves room for bursts.
@@ -76,7 +77,7 @@ pub(crate) fn server_config(
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s fits a QUIC idle timeout"),
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("12 s fits a QUIC idle timeout"),
     ));
     // The agent sends the keepalives: it is the side behind NAT whose
     // mapping must be refreshed, and it saves 1000 timers here.
