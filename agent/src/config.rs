@@ -6,7 +6,7 @@
 //! error, not a silent default.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +35,35 @@ pub struct FileConfig {
     pub bmc_networks: Option<Vec<Cidr>>,
     #[serde(default)]
     pub power_sync: PowerSyncSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus scrape endpoint, `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Whether to serve it at all. Default `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where it listens. Default `127.0.0.1:9641`.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    crate::telemetry::DEFAULT_LISTEN
+        .parse()
+        .expect("DEFAULT_LISTEN is an address")
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: false,
+            listen: default_metrics_listen(),
+        }
+    }
 }
 
 /// `[power_sync]`: periodic reads of every owned machine's power state.
@@ -261,6 +290,8 @@ pub struct Overrides {
     pub rack: Option<String>,
     /// Replaces the file's list when not empty.
     pub bmc_networks: Vec<Cidr>,
+    /// Serves metrics on this address, whatever `[metrics] enabled` says.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The settings the agent runs with, after flags are applied.
@@ -272,6 +303,8 @@ pub struct Config {
     pub rack: String,
     pub bmc_networks: Vec<Cidr>,
     pub power_sync: PowerSyncSection,
+    /// Where to serve `/metrics`, or `None` to serve none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -319,6 +352,9 @@ impl Config {
             rack,
             bmc_networks,
             power_sync: file.power_sync,
+            metrics_listen: flags
+                .metrics_listen
+                .or(file.metrics.enabled.then_some(file.metrics.listen)),
         })
     }
 }
@@ -394,6 +430,28 @@ mod tests {
             cfg.power_sync.sync_config().interval,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_enabled_or_flagged() {
+        let base = "controller = \"a:1\"\nregion = \"r\"\nrack = \"k\"\n";
+        let finish = |text: &str, flag: Option<SocketAddr>| {
+            let flags = Overrides {
+                metrics_listen: flag,
+                ..Overrides::default()
+            };
+            Config::finish(parse(text).unwrap(), flags)
+                .unwrap()
+                .metrics_listen
+        };
+        assert_eq!(finish(base, None), None);
+        let on = format!("{base}[metrics]\nenabled = true\n");
+        assert_eq!(finish(&on, None), Some("127.0.0.1:9641".parse().unwrap()));
+        let moved = format!("{base}[metrics]\nenabled = true\nlisten = \"0.0.0.0:9\"\n");
+        assert_eq!(finish(&moved, None), Some("0.0.0.0:9".parse().unwrap()));
+        let flag: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(finish(base, Some(flag)), Some(flag));
+        assert!(parse("[metrics]\nport = 1\n").is_err());
     }
 
     #[test]

@@ -3,5 +3,6 @@
 pub mod bmc;
 pub mod config;
 pub mod service;
+pub mod telemetry;
 pub mod tftp;
 pub mod tunnel;

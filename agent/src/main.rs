@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use ironrack_agent::config::{Cidr, Config, FileConfig, Overrides};
 use ironrack_agent::service::{self, AgentSettings};
+use ironrack_agent::telemetry;
 use ironrack_common::tunnel::SecretString;
 
 /// The ironrack rack agent. It runs on a rack's management host next to the
@@ -42,6 +43,10 @@ struct Args {
     /// Replaces the config file's list.
     #[arg(long = "bmc-network", value_name = "CIDR")]
     bmc_networks: Vec<Cidr>,
+    /// Serve Prometheus metrics on ADDR (GET /metrics), e.g.
+    /// 127.0.0.1:9641; overrides the config file's `[metrics]`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +79,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             region: args.region,
             rack: args.rack,
             bmc_networks: args.bmc_networks,
+            metrics_listen: args.metrics_listen,
         },
     )?;
     tracing::info!(
@@ -84,9 +90,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "ironrack-agent starting"
     );
+    let metrics_listen = config.metrics_listen;
     let settings = AgentSettings::new(config, args.token.map(SecretString::new));
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
+        if let Some(addr) = metrics_listen {
+            let local = telemetry::serve(addr).await?;
+            tracing::info!(listen = %local, "serving metrics on /metrics");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot install the SIGTERM handler")?;
         let shutdown = async move {

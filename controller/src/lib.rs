@@ -10,3 +10,4 @@ pub mod hub;
 pub mod rack;
 pub mod seal;
 pub mod store;
+pub mod telemetry;

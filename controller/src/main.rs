@@ -12,6 +12,7 @@ use ironrack_controller::config::Config;
 use ironrack_controller::hub::{Hub, HubConfig};
 use ironrack_controller::rack::Rack;
 use ironrack_controller::store::RedbHubStore;
+use ironrack_controller::telemetry;
 
 /// The ironrack controller: the action API operators and consoles call.
 #[derive(Parser, Debug)]
@@ -91,6 +92,8 @@ fn serve(app: Arc<App>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let cfg = app.config.api.clone();
+        telemetry::install();
+        telemetry::spawn_upkeep();
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;

@@ -12,7 +12,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use ironrack_common::ApiError;
@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::hub::{AgentInfo, Hub, HubError, ReceivedEvent};
 use crate::seal::Sealer;
 use crate::store::{MachineQuery, MachineRecord, Store};
+use crate::telemetry;
 
 /// How often the machine sets are reconciled even when nothing pokes.
 const SYNC_INTERVAL: Duration = Duration::from_secs(2);
@@ -211,10 +212,11 @@ impl Rack {
         deadline: Duration,
     ) -> Result<AgentResponse, ApiError> {
         let kind = request.kind();
-        self.hub
-            .call(&agent.id, request, deadline)
-            .await
-            .map_err(|e| hub_error(agent, kind, e))
+        let started = Instant::now();
+        let result = self.hub.call(&agent.id, request, deadline).await;
+        let label = result.as_ref().map_or_else(HubError::label, |_| "ok");
+        telemetry::agent_call(kind, label, started.elapsed());
+        result.map_err(|e| hub_error(agent, kind, e))
     }
 
     async fn apply_events(self: Arc<Self>, mut events: tokio::sync::mpsc::Receiver<ReceivedEvent>) {

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
 use super::{BmcDriver, BmcError, BmcPool, BmcTarget, PowerState};
+use crate::telemetry;
 
 /// Settings of the power sync; every field has a default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +300,7 @@ impl SyncTask {
             }
         }
         report.elapsed = started.elapsed();
+        telemetry::sweep_done(report.elapsed);
         debug!(
             polled = report.polled,
             ok = report.ok,

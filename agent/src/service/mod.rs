@@ -32,6 +32,7 @@ use tracing::{debug, info};
 
 use crate::bmc::sync::{PowerSync, SyncMachine};
 use crate::bmc::{BmcDriver, BmcError, BmcPool, BmcTarget, DriverOptions};
+use crate::telemetry;
 use crate::tunnel::RequestHandler;
 
 pub use convert::{AddressError, target};
@@ -265,11 +266,14 @@ fn task_failed(e: tokio::task::JoinError) -> BmcFailure {
 fn finish<T: std::fmt::Debug>(
     pmid: &str,
     spec: &BmcSpec,
-    op: &str,
+    op: &'static str,
     started: Instant,
     result: Result<T, BmcFailure>,
 ) -> Result<T, BmcFailure> {
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let failure = result.as_ref().err().map(|f| f.kind);
+    telemetry::bmc_call(spec.kind, op, failure, elapsed);
+    let elapsed_ms = elapsed.as_millis() as u64;
     match &result {
         Ok(value) => info!(pmid, bmc = %spec.address, kind = spec.kind.as_str(), op, elapsed_ms,
                            result = ?value, "bmc request done"),

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::backoff::{Backoff, random_u64};
 use super::wire::{self, StreamError};
 use super::{LinkState, RequestHandler, RunError, Shared};
+use crate::telemetry;
 
 /// How long dialling plus hello may take before the attempt counts as failed.
 /// Short on purpose: an attempt made while the controller is down gets no
@@ -95,8 +96,10 @@ pub(super) async fn run_link<H: RequestHandler>(
                     shared
                         .state
                         .send_replace(LinkState::Connected { agent_id });
+                    telemetry::tunnel_connected(true);
                     let end = serve(&conn, handler.clone(), &mut shutdown).await;
                     *shared.conn.lock() = None;
+                    telemetry::tunnel_connected(false);
                     match end {
                         None => {
                             conn.close(close_code::SHUTDOWN.into(), b"agent shutting down");
@@ -131,6 +134,7 @@ pub(super) async fn run_link<H: RequestHandler>(
                     }
                 }
             }
+            telemetry::tunnel_reconnect();
             let delay = backoff.next_delay(random_u64());
             tracing::trace!(?delay, "waiting before reconnecting");
             tokio::select! {

@@ -54,7 +54,12 @@ pub fn list_agents(ctx: &Ctx, p: &Params) -> Result<Reply, ApiError> {
                 "BMCNetworks": a.bmc_networks,
                 "Connected": a.connected,
                 "Revoked": a.revoked,
-                "LastSeen": a.last_seen_unix_s.unwrap_or(0),
+                // A connected agent is seen now; otherwise its last hello.
+                "LastSeen": if a.connected {
+                    crate::app::now_unix()
+                } else {
+                    a.last_seen_unix_s.map_or(0, |t| t as i64)
+                },
                 "Version": a.agent_version,
                 "RemoteAddress": a.remote_addr.map(|r| r.to_string()).unwrap_or_default(),
             })

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use ironrack_common::ApiError;
 use ironrack_common::ids::random_hex;
 use ironrack_common::params::Params;
@@ -27,14 +27,27 @@ use tracing::Instrument;
 
 use crate::actions::{self, Access, Ctx, Run};
 use crate::app::App;
+use crate::telemetry;
 
+/// The API: actions on `/`, and the Prometheus metrics on `GET /metrics`
+/// (unauthenticated, like any scrape target; it names no tenant data).
 pub fn router(app: Arc<App>) -> Router {
+    telemetry::install();
     Router::new()
         .route("/", any(handle))
+        .route("/metrics", get(metrics_text))
         // Every other path and method still answers in the API's own
         // terms (HTTP 200, a RetCode), never a bare 404 or 405.
         .fallback(handle)
         .with_state(app)
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        telemetry::render(),
+    )
+        .into_response()
 }
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -46,7 +59,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         let mut caller = String::new();
         let result = process(&app, req, &mut action, &mut caller).await;
         let ret_code = result.as_ref().err().map_or(0, |e| e.ret_code().0);
-        let latency_us = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        let latency_us = elapsed.as_micros() as u64;
+        // The action is caller input: only a known name becomes a label.
+        let label = actions::find(&action).map_or("unknown", |d| d.name);
+        telemetry::api_request(label, i64::from(ret_code), elapsed);
         match &result {
             Err(ApiError::Internal(msg)) => tracing::error!(
                 action = %action, caller = %caller, ret_code, latency_us, error = %msg,

@@ -148,6 +148,24 @@ impl HubError {
             Self::AgentOffline { .. } | Self::Timeout { .. } | Self::Link { .. }
         )
     }
+
+    /// The variant in snake_case, for metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::AgentOffline { .. } => "agent_offline",
+            Self::Timeout { .. } => "timeout",
+            Self::Agent { .. } => "agent",
+            Self::Link { .. } => "link",
+            Self::BadResponse { .. } => "bad_response",
+            Self::MismatchedResponse { .. } => "mismatched_response",
+            Self::Encode { .. } => "encode",
+            Self::UnknownAgent { .. } => "unknown_agent",
+            Self::Ca(_) => "ca",
+            Self::Tls(_) => "tls",
+            Self::Bind { .. } => "bind",
+            Self::Store(_) => "store",
+        }
+    }
 }
 
 /// A connected agent.

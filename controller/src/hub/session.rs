@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::store::AgentRecord;
 use super::wire::{self, StreamError};
 use super::{FIRST_FRAME_TIMEOUT, Inner, LiveAgent, ReceivedEvent, enroll, now_unix_s};
+use crate::telemetry;
 
 /// Accepts connections until the endpoint is closed.
 pub(super) async fn accept_loop(inner: Arc<Inner>) {
@@ -207,14 +208,19 @@ async fn agent_connection(inner: &Arc<Inner>, conn: quinn::Connection, cert: Cer
         return;
     }
 
-    let replaced = inner.live.lock().insert(
-        agent_id.clone(),
-        LiveAgent {
-            conn: conn.clone(),
-            hello: hello.clone(),
-            remote: conn.remote_address(),
-        },
-    );
+    let replaced = {
+        let mut live = inner.live.lock();
+        let replaced = live.insert(
+            agent_id.clone(),
+            LiveAgent {
+                conn: conn.clone(),
+                hello: hello.clone(),
+                remote: conn.remote_address(),
+            },
+        );
+        telemetry::tunnel_connected(live.len());
+        replaced
+    };
     if let Some(old) = replaced {
         old.conn.close(
             close_code::REPLACED.into(),
@@ -255,6 +261,9 @@ async fn agent_connection(inner: &Arc<Inner>, conn: quinn::Connection, cert: Cer
 }
 
 /// Removes `conn` from the live map unless a newer connection replaced it.
+///
+/// Called exactly once for every admitted connection, whichever way it ends,
+/// so it is also where the disconnect is counted.
 fn remove_live(inner: &Inner, agent_id: &AgentId, conn: &quinn::Connection) {
     let mut live = inner.live.lock();
     if live
@@ -263,6 +272,7 @@ fn remove_live(inner: &Inner, agent_id: &AgentId, conn: &quinn::Connection) {
     {
         live.remove(agent_id);
     }
+    telemetry::tunnel_disconnected(live.len());
 }
 
 /// Serves agent-opened streams until the connection ends; returns why.
