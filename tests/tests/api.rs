@@ -693,3 +693,81 @@ fn introspection_switch_per_region() {
     );
     assert_err(&api.call("GetIntrospectionSwitch", &[]), 220, "[Region]");
 }
+
+#[test]
+fn install_network_per_region() {
+    let c = Controller::start();
+    let api = c.admin();
+    assert_err(
+        &api.call("GetPhysicsVPCSubnet", &[("Region", "r1")]),
+        1010,
+        "r1",
+    );
+    api.ok(
+        "SetPhysicsVPCSubnet",
+        &[
+            ("Region", "r1"),
+            ("VLANID", "100"),
+            ("Network", "198.51.100.0/24"),
+            ("StartIP", "198.51.100.50"),
+            ("EndIP", "198.51.100.99"),
+        ],
+    );
+    let v = api.ok("GetPhysicsVPCSubnet", &[("Region", "r1")]);
+    assert_eq!(v["Info"]["Network"], "198.51.100.0/24");
+    assert_eq!(v["Info"]["StartIP"], "198.51.100.50");
+    assert_eq!(v["Info"]["EndIP"], "198.51.100.99");
+    assert_eq!(v["Info"]["VLANID"], 100);
+    assert_eq!(v["Info"]["PhysicsSubnets"][0]["Network"], "198.51.100.0/24");
+    // Without a range, the whole usable network.
+    api.ok(
+        "SetPhysicsVPCSubnet",
+        &[("Region", "r2"), ("Network", "203.0.113.0/28")],
+    );
+    let v = api.ok("GetPhysicsVPCSubnet", &[("Region", "r2")]);
+    assert_eq!(v["Info"]["StartIP"], "203.0.113.1");
+    assert_eq!(v["Info"]["EndIP"], "203.0.113.14");
+
+    let set = |extra: &[(&str, &str)]| {
+        let mut p = vec![("Region", "r1")];
+        p.extend_from_slice(extra);
+        api.call("SetPhysicsVPCSubnet", &p)
+    };
+    assert_err(&set(&[]), 220, "[Network]");
+    assert_err(&set(&[("Network", "not-a-net")]), 230, "[Network]");
+    assert_err(
+        &set(&[("Network", "198.51.100.7/24")]),
+        230,
+        "did you mean 198.51.100.0/24",
+    );
+    assert_err(&set(&[("Network", "2001:db8::/64")]), 230, "[Network]");
+    assert_err(
+        &set(&[("Network", "198.51.100.0/24"), ("StartIP", "198.51.101.5")]),
+        230,
+        "[StartIP]",
+    );
+    assert_err(
+        &set(&[("Network", "198.51.100.0/24"), ("EndIP", "198.51.100.255")]),
+        230,
+        "[EndIP]",
+    );
+    assert_err(
+        &set(&[
+            ("Network", "198.51.100.0/24"),
+            ("StartIP", "198.51.100.90"),
+            ("EndIP", "198.51.100.10"),
+        ]),
+        230,
+        "comes after EndIP",
+    );
+    assert_err(
+        &set(&[("Network", "198.51.100.0/24"), ("VLANID", "5000")]),
+        230,
+        "[VLANID]",
+    );
+    // The refused sets changed nothing.
+    assert_eq!(
+        api.ok("GetPhysicsVPCSubnet", &[("Region", "r1")])["Info"]["StartIP"],
+        "198.51.100.50"
+    );
+}

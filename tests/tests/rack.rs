@@ -327,6 +327,19 @@ fn power_actions_reach_the_bmc_through_the_tunnel() {
         .unwrap()
         .to_owned();
     assert_err(&power(&tenant, &other, "on"), 1010, &other);
+    // An install range may not overlap a BMC network of the region's racks.
+    assert_err(
+        &api.call(
+            "SetPhysicsVPCSubnet",
+            &[("Region", "r1"), ("Network", "127.9.0.0/24")],
+        ),
+        230,
+        "overlaps BMC network 127.0.0.0/8 of rack rack-a",
+    );
+    api.ok(
+        "SetPhysicsVPCSubnet",
+        &[("Region", "r1"), ("Network", "198.51.100.0/24")],
+    );
     assert_err(&power(&api, &pmid, "sideways"), 230, "[PowerAction]");
 
     // BMC checks through the agent that reaches the address.

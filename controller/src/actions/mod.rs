@@ -5,6 +5,7 @@
 
 mod agents;
 mod machines;
+mod network;
 mod power;
 mod settings;
 mod tenancy;
@@ -115,6 +116,16 @@ pub const ACTIONS: &[ActionDef] = &[
     ),
     def("ListAgents", Admin, Inline(agents::list_agents)),
     def("RevokeAgent", Admin, Blocking(agents::revoke_agent)),
+    def(
+        "SetPhysicsVPCSubnet",
+        Admin,
+        Blocking(network::set_physics_vpc_subnet),
+    ),
+    def(
+        "GetPhysicsVPCSubnet",
+        Any,
+        Inline(network::get_physics_vpc_subnet),
+    ),
 ];
 
 /// Actions of the spec that later capabilities bring; until then they are
@@ -129,8 +140,6 @@ const NOT_YET: &[&str] = &[
     "ListKVMSessionsV2",
     "InstallGuestOS",
     "ReinstallGuestOS",
-    "GetPhysicsVPCSubnet",
-    "SetPhysicsVPCSubnet",
     "DiscoverPMHardwareV2",
     "GetPMHardwareV2",
     "ListOSMediaV2",
