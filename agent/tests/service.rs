@@ -588,7 +588,7 @@ fn power_event(pmid: &str, state: PowerState, connected: bool) -> PowerEvent {
             PowerState::Off => ironrack_agent::bmc::PowerState::Off,
         }),
         ipmi_connected: connected,
-        error: (!connected).then(|| "BMC ipmi://10.0.0.1:623 is unreachable".to_owned()),
+        error: (!connected).then(|| "BMC ipmi://198.51.100.1:623 is unreachable".to_owned()),
     }
 }
 
@@ -928,12 +928,12 @@ fn the_binary_explains_a_missing_token_and_a_bad_config() {
             "--rack",
             "k",
         ])
-        .args(["--bmc-network", "10.1.2.3/16"])
+        .args(["--bmc-network", "198.51.100.3/16"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("10.1.0.0/16"), "{err}");
+    assert!(err.contains("198.51.0.0/16"), "{err}");
 }
 
 #[test]
@@ -946,7 +946,7 @@ fn config_errors_name_the_file_and_the_field() {
     assert!(chain.contains(path.to_str().unwrap()), "{chain}");
     assert!(chain.contains("concurency"), "{chain}");
 
-    std::fs::write(&path, "bmc_networks = [\"10.0.0.0/40\"]\n").unwrap();
+    std::fs::write(&path, "bmc_networks = [\"198.51.100.0/40\"]\n").unwrap();
     let err = FileConfig::load(&path).unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     let chain = format!("{:#}", anyhow::Error::from(err));

@@ -97,7 +97,7 @@ impl Env {
 
     fn config(&self, name: &str) -> TunnelConfig {
         let mut config = TunnelConfig::new(self.addr(), self.agent_dir(name), REGION, RACK);
-        config.bmc_networks = vec!["10.20.0.0/16".into()];
+        config.bmc_networks = vec!["198.51.0.0/16".into()];
         config
     }
 
@@ -182,7 +182,7 @@ async fn enroll_then_call_ping_and_echo_and_send_events() {
     assert_eq!(info.id, id);
     assert!(info.connected && !info.revoked);
     assert_eq!((info.region.as_str(), info.rack.as_str()), (REGION, RACK));
-    assert_eq!(info.bmc_networks, vec!["10.20.0.0/16".to_owned()]);
+    assert_eq!(info.bmc_networks, vec!["198.51.0.0/16".to_owned()]);
     assert_eq!(info.agent_version, env!("CARGO_PKG_VERSION"));
     assert!(info.remote_addr.unwrap().ip().is_loopback());
     assert!(info.last_seen_unix_s.is_some());
@@ -190,7 +190,7 @@ async fn enroll_then_call_ping_and_echo_and_send_events() {
     let mut events = env.hub.take_events().unwrap();
     assert!(env.hub.take_events().is_none());
     let event = AgentEvent::Notice {
-        message: "bmc 10.20.0.9 unreachable".into(),
+        message: "bmc 198.51.0.9 unreachable".into(),
     };
     tunnel.send_event(17, event.clone()).await.unwrap();
     let got = tokio::time::timeout(STEP, events.recv())

@@ -28,7 +28,7 @@ pub enum BmcError {
         username: String,
         detail: String,
     },
-    /// The cipher suite is not implemented here or not offered by the BMC.
+    /// The cipher suite is missing here or not offered by the BMC.
     #[error("BMC {address}: IPMI cipher suite {suite} is not supported: {detail}")]
     UnsupportedCipherSuite {
         address: String,

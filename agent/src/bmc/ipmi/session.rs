@@ -71,13 +71,13 @@ pub fn open(target: &BmcTarget, opts: IpmiOptions) -> Result<Session, BmcError> 
         // AES-CBC-128 in its Open Session Request: that is suite 3.
         CipherSuite::Suite3 => {}
         // Suite 17 (RAKP-HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128) goes
-        // here once ipmi-rs can negotiate it: its crypto state has `todo!()`
-        // for SHA-256 today, and neither simulator implements it.
+        // here once ipmi-rs can negotiate it: its crypto state lacks SHA-256
+        // today, and neither simulator speaks it.
         CipherSuite::Suite17 => {
             return Err(BmcError::UnsupportedCipherSuite {
                 address,
                 suite: 17,
-                detail: "RAKP-HMAC-SHA256 is not implemented by ipmi-rs 0.6".into(),
+                detail: "RAKP-HMAC-SHA256 is missing from ipmi-rs 0.6".into(),
             });
         }
     }
