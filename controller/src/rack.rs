@@ -286,35 +286,17 @@ impl Rack {
     /// Keeps each connected agent's machine set equal to what it owns.
     async fn sync_loop(self: Arc<Self>) {
         let mut pushed: HashMap<AgentId, (Option<SocketAddr>, u64)> = HashMap::new();
-        let mut last_live: Vec<(AgentId, Option<SocketAddr>)> = Vec::new();
-        let mut retry = false;
         let mut round: u32 = 0;
         loop {
-            let poked = tokio::select! {
-                _ = self.poke.notified() => true,
-                _ = tokio::time::sleep(SYNC_INTERVAL) => false,
-            };
+            tokio::select! {
+                _ = self.poke.notified() => {}
+                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
+            }
             round = round.wrapping_add(1);
-            let full = round.is_multiple_of(FULL_RESYNC_EVERY);
-            if full {
+            if round.is_multiple_of(FULL_RESYNC_EVERY) {
                 pushed.clear();
             }
             let agents = self.agents();
-            // Computing the sets reads (and unseals) every machine of the
-            // connected regions: do it only when something may have changed
-            // — a poke, a different set of live connections, a push that
-            // failed last round, or the periodic full resync.
-            let mut live: Vec<(AgentId, Option<SocketAddr>)> = agents
-                .iter()
-                .filter(|a| a.connected)
-                .map(|a| (a.id.clone(), a.remote_addr))
-                .collect();
-            live.sort();
-            if !poked && !full && !retry && live == last_live {
-                continue;
-            }
-            last_live = live;
-            retry = false;
             let rack = self.clone();
             let agents_for_sets = agents.clone();
             let sets = match tokio::task::spawn_blocking(move || {
@@ -324,14 +306,10 @@ impl Rack {
             {
                 Ok(Ok(sets)) => sets,
                 Ok(Err(e)) => {
-                    retry = true;
                     tracing::warn!(error = %e, "cannot compute machine sets");
                     continue;
                 }
-                Err(_) => {
-                    retry = true;
-                    continue;
-                }
+                Err(_) => continue,
             };
             for agent in agents.iter().filter(|a| a.connected) {
                 let machines = sets.get(&agent.id).cloned().unwrap_or_default();
@@ -361,7 +339,6 @@ impl Rack {
                         pushed.insert(agent.id.clone(), key);
                     }
                     Err(e) => {
-                        retry = true;
                         tracing::warn!(agent_id = %agent.id, error = %e, "cannot push machine set");
                     }
                 }

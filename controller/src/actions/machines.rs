@@ -359,9 +359,9 @@ fn update(ctx: &Ctx, p: &Params, gen_: Gen) -> Result<Arc<MachineRecord>, ApiErr
             )));
         }
     }
-    let mut edits = Some(Edits::read(p, gen_)?);
+    let edits = std::cell::RefCell::new(Some(Edits::read(p, gen_)?));
     let m = modify(ctx, &id, region.as_deref(), |m| {
-        if let Some(e) = edits.take() {
+        if let Some(e) = edits.borrow_mut().take() {
             e.apply(ctx, m);
         }
         Ok(())
